@@ -2,8 +2,12 @@
 
 ``GGUFFile(path)`` walks the header once with bounds checks (so a truncated or hostile
 file fails fast with one clear line instead of a hang or a huge allocation), then
-hands the parsing to the ``gguf`` package's reader over a copy-on-write memory map.
-Tensor data stays in the page cache until a kernel touches it.
+maps the file read-only. Tensor data stays in the page cache until a kernel touches it.
+
+Why not ``gguf.GGUFReader``: it builds a numpy view per array item (3.5 s for the
+92 MB SmolLM2 file, 100k vocab strings) and trusts the counts it reads. The walk here
+parses the same format in ~0.2 s with bounds checks; the ``gguf`` package still gives
+the type tables (GGML_QUANT_SIZES) and writes files (quantize, convert).
 """
 
 from __future__ import annotations
@@ -57,24 +61,42 @@ class TensorInfo:
         return int(np.prod(self.shape)) if self.shape else 1
 
 
-def _bounded_walk(path: str, size: int) -> None:
-    """Walk the GGUF header with bounds checks; raise GGUFFormatError on anything off.
+def _bounded_walk(path: str, size: int) -> tuple[int, int, int, dict[str, Any], list[tuple[str, list[int], int, int, int]]]:
+    """Parse the GGUF header with bounds checks; raise GGUFFormatError on anything off.
 
-    The ``gguf`` package trusts the counts it reads (a string array claiming 2**60
-    items would loop forever); this walk checks every count against the bytes left.
+    Returns (version, alignment, data_start, metadata, [(name, dims, type, offset, n_bytes)]).
+    Every count is checked against the bytes left, so a hostile file (a string array
+    claiming 2**60 items, a tensor past the end) fails at once with one clear line.
     """
+    limit = 4 << 20
+    while True:
+        with open(path, "rb") as f:
+            head = f.read(min(size, limit))
+        try:
+            return _walk(path, size, memoryview(head))
+        except _NeedMore:
+            if limit >= _MAX_HEADER:
+                raise GGUFFormatError(f"{path}: GGUF header larger than {_MAX_HEADER >> 20} MiB: not supported") from None
+            limit *= 4
+
+
+class _NeedMore(Exception):
+    """The header goes on past the bytes read so far."""
+
+
+_MAX_HEADER = 256 << 20
+
+
+def _walk(path: str, size: int, buf: memoryview):
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    with open(path, "rb") as f:
-        head = f.read(min(size, 64 << 20))
-    buf = memoryview(head)
     pos = 0
 
     def need(n: int, what: str) -> None:
         if pos + n > size:
             raise GGUFFormatError(f"{path}: truncated GGUF: {what} at byte {pos} needs {n} bytes, file has {size}")
         if pos + n > len(buf):
-            raise GGUFFormatError(f"{path}: GGUF header larger than 64 MiB at {what} (byte {pos}): not supported")
+            raise _NeedMore
 
     def read(fmt: str, what: str) -> Any:
         nonlocal pos
@@ -95,7 +117,7 @@ def _bounded_walk(path: str, size: int) -> None:
         except UnicodeDecodeError:
             raise GGUFFormatError(f"{path}: {what} at byte {pos - n} is not valid UTF-8") from None
 
-    def skip_value(vtype: int, what: str) -> Any:
+    def read_value(vtype: int, what: str) -> Any:
         nonlocal pos
         if vtype in _SCALAR_FMT:
             return read(_SCALAR_FMT[vtype], what)
@@ -107,17 +129,23 @@ def _bounded_walk(path: str, size: int) -> None:
             if sub in _SCALAR_FMT:
                 n = count * struct.calcsize("<" + _SCALAR_FMT[sub])
                 need(n, what)
+                arr = np.frombuffer(buf, dtype=np.dtype("<" + _SCALAR_FMT[sub]), count=count, offset=pos)
                 pos += n
-            elif sub == _STRING:
+                return arr.tolist()
+            if sub == _STRING:
                 if count * 8 > size - pos:
                     raise GGUFFormatError(f"{path}: {what}: string array of {count} items can't fit in the file")
+                out = []
+                unpack = struct.unpack_from
                 for _ in range(count):
-                    n = read("Q", what)
+                    need(8, what)
+                    (n,) = unpack("<Q", buf, pos)
+                    pos += 8
                     need(n, what)
+                    out.append(str(buf[pos:pos + n], "utf-8", "replace"))
                     pos += n
-            else:
-                raise GGUFFormatError(f"{path}: {what}: unsupported array item type {sub}")
-            return None
+                return out
+            raise GGUFFormatError(f"{path}: {what}: unsupported array item type {sub}")
         raise GGUFFormatError(f"{path}: {what}: unknown value type {vtype}")
 
     need(4, "magic")
@@ -132,10 +160,14 @@ def _bounded_walk(path: str, size: int) -> None:
     if n_kv > size // 12 or n_tensors > size // 24:
         raise GGUFFormatError(f"{path}: header claims {n_kv} metadata keys and {n_tensors} tensors: more than the file can hold")
     alignment = 32
+    metadata: dict[str, Any] = {}
     for i in range(n_kv):
         key = read_str(f"metadata key #{i}")
         vtype = read("I", f"metadata '{key}' type")
-        value = skip_value(vtype, f"metadata '{key}'")
+        value = read_value(vtype, f"metadata '{key}'")
+        if key in metadata:
+            raise GGUFFormatError(f"{path}: metadata key '{key}' appears twice")
+        metadata[key] = value
         if key == "general.alignment":
             if not isinstance(value, int) or value <= 0 or value & (value - 1):
                 raise GGUFFormatError(f"{path}: general.alignment = {value!r} is not a power of two")
@@ -158,44 +190,19 @@ def _bounded_walk(path: str, size: int) -> None:
             raise GGUFFormatError(f"{path}: tensor '{name}' has an impossible shape {dims}")
         if dims and dims[0] % block:
             raise GGUFFormatError(f"{path}: tensor '{name}': row length {dims[0]} is not a multiple of the block size {block}")
-        infos.append((name, offset, n_el // block * type_size))
+        infos.append((name, dims, ttype, offset, n_el // block * type_size))
     data_start = (pos + alignment - 1) // alignment * alignment
-    for name, offset, n_bytes in infos:
+    seen = set()
+    for name, _dims, _t, offset, n_bytes in infos:
+        if name in seen:
+            raise GGUFFormatError(f"{path}: tensor '{name}' appears twice")
+        seen.add(name)
         end = data_start + offset + n_bytes
         if end > size:
             raise GGUFFormatError(
                 f"{path}: truncated: tensor '{name}' needs bytes {data_start + offset}..{end}, the file has {size}"
             )
-
-
-def _field_value(field: Any) -> Any:
-    """A gguf ReaderField as a plain Python value (str, int, float, bool, list)."""
-    from gguf import GGUFValueType
-
-    types = field.types
-    if not types:
-        return None
-    if types[0] == GGUFValueType.ARRAY:
-        if types[-1] == GGUFValueType.STRING:
-            parts = field.parts
-            return [bytes(parts[i]).decode("utf-8", errors="replace") for i in field.data]
-        if len(field.data) == 0:
-            return []
-        return _contiguous(field, field.data[0], field.data[-1]).tolist()
-    if types[0] == GGUFValueType.STRING:
-        return bytes(field.parts[-1]).decode("utf-8", errors="replace")
-    return field.parts[-1].tolist()[0]
-
-
-def _contiguous(field: Any, first: int, last: int) -> np.ndarray:
-    """The numeric items of an array field as one array (they lie back to back)."""
-    p0 = field.parts[first]
-    n = len(field.data)
-    start = p0.__array_interface__["data"][0]
-    end = field.parts[last].__array_interface__["data"][0]
-    if end - start == (n - 1) * p0.itemsize:
-        return np.lib.stride_tricks.as_strided(p0, shape=(n,), strides=(p0.itemsize,)).copy()
-    return np.concatenate([field.parts[i] for i in field.data])
+    return version, alignment, data_start, metadata, infos
 
 
 class GGUFFile:
@@ -217,31 +224,19 @@ class GGUFFile:
         size = p.stat().st_size
         if size < 24:
             raise GGUFFormatError(f"{self.path}: not a GGUF file ({size} bytes)")
-        _bounded_walk(self.path, size)
-        from gguf import GGUFReader
-
-        try:
-            reader = GGUFReader(self.path, "r")
-        except (ValueError, KeyError, IndexError, OverflowError, UnicodeDecodeError) as e:
-            raise GGUFFormatError(f"{self.path}: invalid GGUF: {e}") from None
-        self.version = int(reader.fields["GGUF.version"].parts[-1][0])
-        self.alignment = int(reader.alignment)
-        self.data_offset = int(reader.data_offset)
+        self.version, self.alignment, self.data_offset, self.metadata, infos = _bounded_walk(self.path, size)
         self.file_size = size
-        self.metadata: dict[str, Any] = {
-            k: _field_value(f) for k, f in reader.fields.items() if not k.startswith("GGUF.")
-        }
+        # one read-only map of the whole file; tensors are views into it
+        self._map = np.memmap(self.path, dtype=np.uint8, mode="r") if infos else np.zeros(0, np.uint8)
         self.tensors: dict[str, TensorInfo] = {}
-        for t in reader.tensors:
-            shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-            raw = reader.data[t.data_offset : t.data_offset + int(t.n_bytes)]
+        for name, dims, ttype, offset, n_bytes in infos:
+            shape = tuple(int(d) for d in reversed(dims))              # torch order: rows first
+            start = self.data_offset + offset
+            raw = self._map[start:start + n_bytes]
             if len(shape) >= 2:
-                raw = raw.reshape(-1, int(t.n_bytes) // int(np.prod(shape[:-1])))
-            self.tensors[t.name] = TensorInfo(
-                name=t.name, ggml_type=int(t.tensor_type), shape=shape, offset=int(t.data_offset),
-                n_bytes=int(t.n_bytes), data=raw,
-            )
-        self._reader = reader
+                raw = raw.reshape(-1, n_bytes // int(np.prod(shape[:-1])))  # (rows, row_bytes)
+            self.tensors[name] = TensorInfo(name=name, ggml_type=ttype, shape=shape, offset=start,
+                                            n_bytes=n_bytes, data=raw)
 
     @property
     def architecture(self) -> str:

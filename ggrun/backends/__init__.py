@@ -1,0 +1,1 @@
+"""Backends do the heavy ops of the forward pass: quantized matmul, attention, embedding."""

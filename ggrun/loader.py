@@ -1,0 +1,86 @@
+"""``load()``: a GGUF file → a ready ``Engine`` (config, weights, tokenizer, backend, KV cache)."""
+
+from __future__ import annotations
+
+import time
+
+from .config import ModelConfig
+from .engine import Engine
+from .errors import BadArgumentError, ContextError, UnsupportedModelError
+from .gguf_file import GGUFFile
+from .model import LlamaModel
+from .weights import LlamaWeights
+
+DEFAULT_CTX = 4096
+
+
+def available_memory() -> int:
+    """Bytes of memory the OS says are available (MemAvailable), or 0 if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int = 0, n_threads: int | None = None,
+         n_seq: int = 1, n_batch: int = 512) -> Engine:
+    """Open a GGUF model and return an ``Engine`` ready to generate.
+
+    model: a path to a .gguf file (None: the embedded default, SmolLM2-135M-Instruct Q4_1).
+    n_ctx: context length in tokens (0: the model's training context).
+    n_gpu_layers: layers to run on the GPU (llama.cpp's -ngl); 0 runs all on the CPU.
+    n_seq: how many sequences the KV cache holds at once (slots).
+    """
+    t0 = time.perf_counter()
+    if model is None:
+        from .default_model import default_model_path
+
+        model = default_model_path()
+    if n_ctx < 0:
+        raise BadArgumentError(f"-c/--ctx-size {n_ctx}: must be ≥ 0")
+    if n_batch <= 0:
+        raise BadArgumentError(f"-b/--batch-size {n_batch}: must be > 0")
+    f = GGUFFile(model)
+    if not f.tensors:
+        raise UnsupportedModelError(f"{f.path}: the file has no tensors (a vocab-only GGUF?)")
+    cfg = ModelConfig.from_gguf(f)
+    n_ctx = n_ctx or cfg.n_ctx_train
+    kv_bytes = cfg.kv_cache_bytes(n_ctx, n_seq)
+    avail = available_memory()
+    if avail and kv_bytes > avail:
+        raise ContextError(
+            f"-c {n_ctx}: the KV cache needs {kv_bytes / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB of memory "
+            f"is available; use a smaller -c/--ctx-size")
+    from .quants import SUPPORTED_TYPES, type_name
+
+    for t in f.tensors.values():
+        if t.ggml_type not in SUPPORTED_TYPES:
+            raise UnsupportedModelError(f"{f.path}: tensor '{t.name}' has type {type_name(t.ggml_type)}, which ggrun can't run")
+    weights = LlamaWeights.from_gguf(f, cfg.n_layer)
+    from .tokenizer import Tokenizer
+
+    tok = Tokenizer.from_gguf(f)
+    backend = _backend(n_gpu_layers, n_threads)
+    lm = LlamaModel(cfg, weights, backend, max_pos=n_ctx)
+    eng = Engine(lm, tok, n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, path=f.path)
+    eng.gguf = f
+    eng.load_ms = (time.perf_counter() - t0) * 1e3
+    return eng
+
+
+def _backend(n_gpu_layers: int, n_threads: int | None):
+    import logging
+
+    from .backends.cpu import CPUBackend
+
+    if n_gpu_layers:
+        import torch
+
+        if not torch.cuda.is_available():
+            logging.getLogger("ggrun").warning(
+                "ggrun: -ngl %d asked for, but no GPU is available: running on the CPU", n_gpu_layers)
+    return CPUBackend(n_threads)

@@ -1,0 +1,155 @@
+"""The llama-family forward pass, written top to bottom with a shape on every buffer.
+
+The model knows nothing about files or devices: it gets weights (``LlamaWeights``) and
+a backend that does the heavy ops (quantized matmul, attention). Several sequences can
+share one forward step: the tokens of every sequence are concatenated (N tokens in
+all) and ``chunks`` says which slot of the KV cache and which positions each run of
+tokens belongs to.
+
+Numerics follow llama.cpp's CPU path: RMSNorm sums squares in double, RoPE angles are
+built by repeated float32 multiplication as ggml's rope cache does, K and V are stored
+as f16, and the backend quantizes activations to 8-bit blocks before each matmul.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .config import ModelConfig
+from .weights import LlamaWeights
+
+
+@dataclass(frozen=True)
+class SeqChunk:
+    """``n`` consecutive tokens of the sequence in KV slot ``slot``, from position ``start``."""
+
+    slot: int
+    start: int
+    n: int
+
+
+class KVCache:
+    """K and V for ``n_seq`` sequences of up to ``n_ctx`` positions each.
+
+    k, v: [n_layer, n_seq, n_ctx, n_head_kv, head_dim] (f16 by default, as llama.cpp).
+    Allocated lazily by the OS: untouched positions cost no RAM.
+    """
+
+    def __init__(self, cfg: ModelConfig, n_ctx: int, n_seq: int = 1, dtype: torch.dtype = torch.float16,
+                 device: str | torch.device = "cpu"):
+        shape = (cfg.n_layer, n_seq, n_ctx, cfg.n_head_kv, cfg.head_dim)
+        self.k = torch.empty(shape, dtype=dtype, device=device)
+        self.v = torch.empty(shape, dtype=dtype, device=device)
+        self.n_ctx = n_ctx
+        self.n_seq = n_seq
+        self.tokens: list[list[int]] = [[] for _ in range(n_seq)]   # what each slot holds
+
+    @property
+    def n_bytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2
+
+
+def rope_tables(cfg: ModelConfig, n_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin: [n_pos, rope_dim/2] float32, computed exactly as ggml_rope_cache_init.
+
+    theta_i(p) = p · θs^i by repeated float32 multiplication (θs = base^(-2/n_dims)),
+    then linear scaling multiplies by freq_scale = 1/factor (positions divided by it).
+    """
+    r = cfg.rope
+    half = r.dim // 2
+    theta_scale = torch.tensor(r.freq_base, dtype=torch.float32) ** torch.tensor(-2.0 / r.dim, dtype=torch.float32)
+    theta = torch.empty(n_pos, half, dtype=torch.float32)                       # [n_pos, half]
+    theta[:, 0] = torch.arange(n_pos, dtype=torch.float32)
+    for i in range(1, half):
+        theta[:, i] = theta[:, i - 1] * theta_scale
+    freq_scale = torch.tensor(r.freq_scale, dtype=torch.float32)
+    mscale = r.attn_factor
+    interp = freq_scale * theta
+    if r.scaling_type == "yarn" and r.original_ctx:
+        # YaRN: blend interpolated and extrapolated angles by a ramp over the dims
+        beta_fast, beta_slow = 32.0, 1.0
+
+        def corr_dim(n_rot: float) -> float:
+            return r.dim * math.log(r.original_ctx / (n_rot * 2 * math.pi)) / (2 * math.log(r.freq_base))
+
+        lo = max(0.0, math.floor(corr_dim(beta_fast)))
+        hi = min(r.dim - 1.0, math.ceil(corr_dim(beta_slow)))
+        i0 = torch.arange(half, dtype=torch.float32)
+        ramp = 1 - torch.clamp((i0 - lo) / max(0.001, hi - lo), 0, 1)
+        interp = interp * (1 - ramp) + theta * ramp
+        mscale *= 1.0 + 0.1 * math.log(1.0 / r.freq_scale)
+    return torch.cos(interp) * mscale, torch.sin(interp) * mscale
+
+
+def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    """x: [N, D] f32 → [N, D]; the sum of squares in double, as ggml does."""
+    ss = (x * x).double().sum(-1, keepdim=True)                 # [N, 1] f64
+    mean = (ss / x.shape[-1]).float()
+    return (x * (1.0 / torch.sqrt(mean + eps))) * w
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rope_dim: int, neox: bool) -> torch.Tensor:
+    """x: [N, H, hd]; cos, sin: [N, rope_dim/2] → rotated x (dims past rope_dim unchanged)."""
+    c, s = cos[:, None, :], sin[:, None, :]                     # [N, 1, half]
+    xr = x[..., :rope_dim]
+    if neox:
+        half = rope_dim // 2
+        x0, x1 = xr[..., :half], xr[..., half:]
+        out = torch.cat([x0 * c - x1 * s, x0 * s + x1 * c], dim=-1)
+    else:  # llama "normal": adjacent pairs (GGUF stores Q/K permuted for this)
+        x0, x1 = xr[..., 0::2], xr[..., 1::2]                   # [N, H, half]
+        out = torch.stack([x0 * c - x1 * s, x0 * s + x1 * c], dim=-1).flatten(-2)
+    if rope_dim == x.shape[-1]:
+        return out
+    return torch.cat([out, x[..., rope_dim:]], dim=-1)
+
+
+class LlamaModel:
+    """Forward pass of a llama-family model over a batch of sequence chunks."""
+
+    def __init__(self, cfg: ModelConfig, weights: LlamaWeights, backend, max_pos: int):
+        self.cfg = cfg
+        self.w = weights
+        self.be = backend
+        self.rope_cos, self.rope_sin = rope_tables(cfg, max_pos)     # [max_pos, rope_dim/2]
+        self.kq_scale = 1.0 / math.sqrt(cfg.head_dim)
+
+    def forward(self, tokens: torch.Tensor, chunks: list[SeqChunk], cache: KVCache,
+                logits_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens: [N] int64, the chunks' tokens back to back. Returns logits
+        [len(logits_rows), n_vocab] f32 (default: the last token of each chunk)."""
+        cfg, be = self.cfg, self.be
+        N = tokens.shape[0]
+        H, Hkv, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
+        pos = torch.cat([torch.arange(c.start, c.start + c.n) for c in chunks])   # [N]
+        cos, sin = self.rope_cos[pos], self.rope_sin[pos]                         # [N, rope_dim/2]
+
+        x = be.embed(self.w.token_embd, tokens)                                   # [N, D] f32
+        for il, L in enumerate(self.w.layers):
+            h = rms_norm(x, L.attn_norm, cfg.rms_eps)                             # [N, D]
+            q, k, v = be.matmul_many([L.wq, L.wk, L.wv], h)                       # [N, H*hd], [N, Hkv*hd] ×2
+            q = apply_rope(q.view(N, H, hd), cos, sin, cfg.rope.dim, cfg.rope.neox)   # [N, H, hd]
+            k = apply_rope(k.view(N, Hkv, hd), cos, sin, cfg.rope.dim, cfg.rope.neox)  # [N, Hkv, hd]
+            v = v.view(N, Hkv, hd)
+            o = torch.empty(N, H, hd, dtype=torch.float32)                         # [N, H, hd]
+            off = 0
+            for c in chunks:
+                end = c.start + c.n
+                cache.k[il, c.slot, c.start:end] = k[off:off + c.n]                # f32 → f16 (RNE)
+                cache.v[il, c.slot, c.start:end] = v[off:off + c.n]
+                o[off:off + c.n] = be.attention(
+                    q[off:off + c.n], cache.k[il, c.slot, :end], cache.v[il, c.slot, :end], c.start, self.kq_scale)
+                off += c.n
+            x = x + be.matmul(L.wo, o.view(N, H * hd))                              # [N, D]
+            h = rms_norm(x, L.ffn_norm, cfg.rms_eps)
+            g, u = be.matmul_many([L.w_gate, L.w_up], h)                           # [N, n_ff] ×2
+            x = x + be.matmul(L.w_down, be.swiglu(g, u))                           # [N, D]
+
+        if logits_rows is None:
+            ends = torch.tensor([c.n for c in chunks]).cumsum(0) - 1
+            logits_rows = ends
+        x = rms_norm(x[logits_rows], self.w.output_norm, cfg.rms_eps)              # [R, D]
+        return be.matmul(self.w.output, x)                                         # [R, n_vocab]
