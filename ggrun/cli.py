@@ -215,11 +215,9 @@ def cmd_run(args) -> int:
 def cmd_tokenize(args) -> int:
     from .tokenizer import Tokenizer
 
-    if args.model is None:
-        from .default_model import default_model_path
+    from .hub import open_gguf, resolve_model
 
-        args.model = default_model_path()
-    tok = Tokenizer.from_gguf(args.model)
+    tok = Tokenizer.from_gguf(open_gguf(resolve_model(args.model)))
     text = _read_prompt(args)
     ids = tok.encode(text, add_bos=False if args.no_bos else None, parse_special=not args.no_parse_special)
     if args.ids:

@@ -7,7 +7,6 @@ import time
 from .config import ModelConfig
 from .engine import Engine
 from .errors import BadArgumentError, ContextError, UnsupportedModelError
-from .gguf_file import GGUFFile
 from .model import LlamaModel
 from .weights import LlamaWeights
 
@@ -30,21 +29,21 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
          n_seq: int = 1, n_batch: int = 512) -> Engine:
     """Open a GGUF model and return an ``Engine`` ready to generate.
 
-    model: a path to a .gguf file (None: the embedded default, SmolLM2-135M-Instruct Q4_1).
+    model: a .gguf path, a folder, a Hub repo or ``repo:QUANT`` (None: the embedded default,
+        SmolLM2-135M-Instruct Q4_1).
     n_ctx: context length in tokens (0: the model's training context).
     n_gpu_layers: layers to run on the GPU (llama.cpp's -ngl); 0 runs all on the CPU.
     n_seq: how many sequences the KV cache holds at once (slots).
     """
-    t0 = time.perf_counter()
-    if model is None:
-        from .default_model import default_model_path
+    from .hub import open_gguf, resolve_model
 
-        model = default_model_path()
+    t0 = time.perf_counter()
+    model = resolve_model(model)          # None → the embedded default; repo, repo:QUANT, folder
     if n_ctx < 0:
         raise BadArgumentError(f"-c/--ctx-size {n_ctx}: must be ≥ 0")
     if n_batch <= 0:
         raise BadArgumentError(f"-b/--batch-size {n_batch}: must be > 0")
-    f = GGUFFile(model)
+    f = open_gguf(model)                  # split files (-00001-of-0000N) load together
     if not f.tensors:
         raise UnsupportedModelError(f"{f.path}: the file has no tensors (a vocab-only GGUF?)")
     cfg = ModelConfig.from_gguf(f)
@@ -65,6 +64,8 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
 
     tok = Tokenizer.from_gguf(f)
     backend = _backend(n_gpu_layers, n_threads)
+    if backend.name == "CUDA":
+        _upload(weights, backend, f.path)
     lm = LlamaModel(cfg, weights, backend, max_pos=n_ctx)
     eng = Engine(lm, tok, n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, path=f.path)
     eng.gguf = f
@@ -83,4 +84,37 @@ def _backend(n_gpu_layers: int, n_threads: int | None):
         if not torch.cuda.is_available():
             logging.getLogger("ggrun").warning(
                 "ggrun: -ngl %d asked for, but no GPU is available: running on the CPU", n_gpu_layers)
+        else:
+            try:
+                import triton  # noqa: F401
+            except ImportError:
+                logging.getLogger("ggrun").warning(
+                    "ggrun: -ngl %d needs the 'triton' package (pip install 'ggrun[gpu]'): running on the CPU",
+                    n_gpu_layers)
+                return CPUBackend(n_threads)
+            from .backends.cuda import CUDABackend
+
+            # all layers for now: partial offload (-ngl < n_layer) needs a per-layer backend in model.py
+            return CUDABackend("cuda")
     return CPUBackend(n_threads)
+
+
+def _upload(weights: LlamaWeights, backend, path: str) -> None:
+    """Every matrix onto the GPU now (re-laid out, same bytes) and the norm vectors with them,
+    so a model that doesn't fit fails here, saying how many layers would."""
+    import torch
+
+    dev = backend.device
+    done = 0
+    try:
+        backend.upload([weights.token_embd, weights.output])
+        for L in weights.layers:
+            backend.upload([L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down])
+            L.attn_norm, L.ffn_norm = L.attn_norm.to(dev), L.ffn_norm.to(dev)
+            done += 1
+        weights.output_norm = weights.output_norm.to(dev)
+    except torch.OutOfMemoryError:
+        free, total = torch.cuda.mem_get_info(dev)
+        raise ContextError(
+            f"{path}: the model doesn't fit in GPU memory ({total / 2**30:.1f} GiB): {done} of "
+            f"{len(weights.layers)} layers were uploaded; use -ngl {max(0, done - 1)} or less") from None

@@ -26,7 +26,7 @@ def write_tiny_llama(path, n_layer=2, n_embd=64, n_head=4, n_head_kv=2, n_ff=128
     from gguf.quants import quantize
 
     rng = np.random.default_rng(seed)
-    toks = byte_vocab() + ["<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+    toks = byte_vocab() + ["he", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
     n_vocab = len(toks)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name("tiny")
@@ -46,10 +46,10 @@ def write_tiny_llama(path, n_layer=2, n_embd=64, n_head=4, n_head_kv=2, n_ff=128
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("default")
     w.add_token_list(toks)
-    w.add_token_types([1] * 256 + [3] * 4)
-    w.add_token_merges([])
-    w.add_bos_token_id(256)
-    w.add_eos_token_id(257)
+    w.add_token_types([1] * 257 + [3] * 4)
+    w.add_token_merges(["h e"])
+    w.add_bos_token_id(257)
+    w.add_eos_token_id(258)
     w.add_add_bos_token(False)
     for k, v in (extra_kv or {}).items():
         w.add_string(k, v)
