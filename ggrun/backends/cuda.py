@@ -1,0 +1,294 @@
+"""CUDA backend: weights stay GGUF blocks on the GPU (a lossless word-aligned re-layout),
+Triton kernels do the heavy ops.
+
+- ``CUDABackend``: the CPU backend's interface (embed, matmul, matmul_many, attention,
+  swiglu) on CUDA tensors. matmul with M ≤ 8 rows runs the fused integer matvec
+  (activations as 8-bit blocks, llama.cpp's MMVQ numerics); more rows dequantize the
+  weight to f16 and call cuBLAS (llama.cpp's path for big batches).
+- ``GraphDecoder``: one decode token of a llama model as a fixed sequence of kernels over
+  static buffers (fused RMSNorm+quantize, fused QKV and gate/up, RoPE+KV-write+attention in
+  one kernel, residual adds inside the matvec), captured once in a CUDA graph; greedy
+  argmax on the GPU, so ``n`` replays make ``n`` tokens without a host sync.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UnsupportedModelError
+from ..kernels import layout
+from ..kernels.attention import decode_attention
+from ..kernels.dequant import dequantize
+from ..kernels.matvec import MAX_M, matvec_q
+from ..kernels.quantize_x import QX, empty_qx, quantize_x
+from ..weights import QuantWeight
+
+F32, F16, BF16 = 0, 1, 30
+
+
+class Dense:
+    """A float weight kept as a torch tensor on the device (f16/bf16/f32 as in the file)."""
+
+    def __init__(self, w: torch.Tensor):
+        self.w = w
+
+
+def to_device(w: QuantWeight, device) -> layout.Packed | Dense:
+    """Upload one weight in the kernels' layout (cached in ``w.cache``)."""
+    if isinstance(w.cache, (layout.Packed, Dense)):
+        return w.cache
+    t = int(w.ggml_type)
+    data = w.data if isinstance(w.data, torch.Tensor) else torch.from_numpy(__import__("numpy").ascontiguousarray(w.data))
+    if layout.supported(t):
+        w.cache = layout.pack(data, t, device=device)
+    elif t in (F32, F16, BF16):
+        dt = {F32: torch.float32, F16: torch.float16, BF16: torch.bfloat16}[t]
+        w.cache = Dense(data.to(device).view(dt).reshape(w.n_out, w.n_in))
+    else:
+        from ..quants import type_name
+
+        raise UnsupportedModelError(f"tensor '{w.name}' has type {type_name(t)}, which the CUDA backend can't run yet")
+    return w.cache
+
+
+class CUDABackend:
+    """Runs the model's heavy ops on one CUDA device."""
+
+    name = "CUDA"
+
+    def __init__(self, device: str | torch.device = "cuda"):
+        self.device = torch.device(device)
+        self._fused: dict[tuple[int, ...], tuple[layout.Packed, list[layout.Packed]]] = {}
+        self._scratch: torch.Tensor | None = None
+        self.rope_cos: torch.Tensor | None = None
+        self.rope_sin: torch.Tensor | None = None
+
+    def prepare(self, cfg, max_pos: int) -> None:
+        """RoPE tables [max_pos, rope_dim/2] on the device (computed as ggml does, on the CPU)."""
+        from ..model import rope_tables
+
+        cos, sin = rope_tables(cfg, max_pos)
+        self.rope_cos, self.rope_sin = cos.to(self.device), sin.to(self.device)
+        self.rope_dim, self.neox = cfg.rope.dim, cfg.rope.neox
+
+    # --- weights ---------------------------------------------------------------------
+    def upload(self, ws: list[QuantWeight]) -> int:
+        """Re-layout every weight onto the device now (else on first use); returns bytes."""
+        return sum(_nbytes(to_device(w, self.device)) for w in ws)
+
+    def embed(self, w: QuantWeight, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [N] → rows of the embedding matrix [N, D] f32."""
+        p = to_device(w, self.device)
+        ids = tokens.to(self.device)
+        if isinstance(p, Dense):
+            return p.w[ids].float()
+        return dequantize(p, ids=ids, dtype=torch.float32)
+
+    def _dense(self, p: layout.Packed) -> torch.Tensor:
+        """p dequantized to f16 in a scratch buffer reused across calls (prefill)."""
+        n = p.n_out * p.n_in
+        if self._scratch is None or self._scratch.numel() < n:
+            self._scratch = torch.empty(n, dtype=torch.float16, device=self.device)
+        return dequantize(p, out=self._scratch[:n].view(p.n_out, p.n_in))
+
+    def _mm(self, p, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(p, Dense):
+            return (x.to(p.w.dtype) @ p.w.T).float()
+        if x.shape[0] <= MAX_M:
+            return matvec_q(p, quantize_x(x))
+        return (x.half() @ self._dense(p).T).float()
+
+    def matmul(self, w: QuantWeight, x: torch.Tensor) -> torch.Tensor:
+        """x [M, K] f32 → x @ W^T [M, N] f32."""
+        return self._mm(to_device(w, self.device), x.to(self.device).contiguous())
+
+    def matmul_many(self, ws: list[QuantWeight], x: torch.Tensor) -> list[torch.Tensor]:
+        """Several weights on one input: stacked into one matrix when their types agree."""
+        x = x.to(self.device).contiguous()
+        ps = [to_device(w, self.device) for w in ws]
+        if x.shape[0] <= MAX_M and all(isinstance(p, layout.Packed) for p in ps):
+            groups = _groups(ps)
+            qx = quantize_x(x)
+            outs: list[torch.Tensor] = []
+            for a, b in groups:
+                key = tuple(id(p) for p in ps[a:b])
+                if b - a == 1:
+                    outs.append(matvec_q(ps[a], qx))
+                    continue
+                if key not in self._fused:
+                    fused, parts = layout.concat(ps[a:b])
+                    for w, part in zip(ws[a:b], parts):   # the parts become views: no second copy
+                        w.cache = part
+                    key = tuple(id(p) for p in parts)
+                    self._fused[key] = (fused, parts)   # the parts held: their ids stay unique
+                    ps[a:b] = parts
+                y = matvec_q(self._fused[key][0], qx)
+                outs += list(torch.split(y, [p.n_out for p in ps[a:b]], dim=1))
+            return outs
+        return [self._mm(p, x) for p in ps]
+
+    # --- activations -----------------------------------------------------------------
+    @staticmethod
+    def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+        """x [N, D] f32 → RMSNorm(x)·w (f32 sums, as ggml's CUDA backend)."""
+        w = w.to(x.device)
+        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+    def rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x [N, H, hd] f32, pos [N] → rotated x."""
+        from ..model import apply_rope
+
+        p = pos.to(self.device).long()
+        return apply_rope(x, self.rope_cos[p], self.rope_sin[p], self.rope_dim, self.neox)
+
+    @staticmethod
+    def swiglu(g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return F.silu(g) * u
+
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float) -> torch.Tensor:
+        """q [n, H, hd] f32 at positions start..start+n-1; k, v [T, Hkv, hd] f16 (T = start+n)
+        → [n, H, hd] f32, causal; f16 operands as llama.cpp's flash attention."""
+        n, H, hd = q.shape
+        T, Hkv, _ = k.shape
+        dev = self.device
+        qh = q.to(dev).half().transpose(0, 1)[None]                            # [1, H, n, hd]
+        kh = k.to(dev).half().transpose(0, 1)[None]                            # [1, Hkv, T, hd]
+        vh = v.to(dev).half().transpose(0, 1)[None]
+        mask = None
+        if n > 1:
+            qpos = torch.arange(start, start + n, device=dev)[:, None]
+            mask = torch.arange(T, device=dev)[None, :] <= qpos                 # [n, T] True = attend
+        o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=scale, enable_gqa=Hkv != H)
+        return o[0].transpose(0, 1).float()                                     # [n, H, hd]
+
+
+def _nbytes(p) -> int:
+    return p.n_bytes if isinstance(p, layout.Packed) else p.w.numel() * p.w.element_size()
+
+
+def _groups(ps: list) -> list[tuple[int, int]]:
+    """Runs of consecutive matrices with the same type and width: [(start, end), …]."""
+    out, a = [], 0
+    for i in range(1, len(ps) + 1):
+        if i == len(ps) or ps[i].ggml_type != ps[a].ggml_type or ps[i].n_in != ps[a].n_in:
+            out.append((a, i))
+            a = i
+    return out
+
+
+class GraphDecoder:
+    """Greedy batch-1 decode of a llama-family model, one token per CUDA-graph replay.
+
+    weights: ``LlamaWeights`` (QuantWeight matrices, f32 norm vectors). The KV cache is this
+    object's own ([n_layer, n_kv_head, n_ctx, head_dim] f16), or slot ``slot`` of a model.py
+    ``KVCache`` on the device (so model.forward can prefill and the graph decode after it).
+    """
+
+    def __init__(self, cfg, weights, n_ctx: int, device: str | torch.device = "cuda", cache=None, slot: int = 0):
+        from ..model import rope_tables
+
+        dev = self.device = torch.device(device)
+        self.cfg, self.n_ctx = cfg, n_ctx
+        H, Hkv, hd, D, Fd = cfg.n_head, cfg.n_head_kv, cfg.head_dim, cfg.n_embd, cfg.n_ff
+        if cfg.rope.dim != hd:
+            raise UnsupportedModelError("GraphDecoder: partial rotary embeddings are not supported yet")
+        self.nq, self.nk = H * hd, Hkv * hd
+        self.scale = 1.0 / math.sqrt(hd)
+        cos, sin = rope_tables(cfg, n_ctx)
+        self.cos, self.sin = cos.to(dev).contiguous(), sin.to(dev).contiguous()
+        if cache is None:
+            k = torch.zeros(cfg.n_layer, Hkv, n_ctx, hd, dtype=torch.float16, device=dev)
+            v = torch.zeros_like(k)
+            self.k_layers, self.v_layers = list(k), list(v)
+        else:  # KVCache.k: [n_layer, n_seq, n_ctx, Hkv, hd] → per layer [Hkv, n_ctx, hd] views
+            assert cache.k.dtype == torch.float16 and cache.k.device == dev and cache.n_ctx >= n_ctx
+            self.k_layers = [cache.k[il, slot].transpose(0, 1) for il in range(cfg.n_layer)]
+            self.v_layers = [cache.v[il, slot].transpose(0, 1) for il in range(cfg.n_layer)]
+        self.tok = torch.zeros(1, dtype=torch.int64, device=dev)
+        self.pos = torch.zeros(1, dtype=torch.int32, device=dev)
+        self.x = torch.zeros(1, D, device=dev)
+        self.qkv = torch.zeros(1, self.nq + 2 * self.nk, device=dev)
+        self.o = torch.zeros(self.nq, device=dev)
+        self.gu = torch.zeros(1, 2 * Fd, device=dev)
+        self.logits = torch.zeros(1, cfg.n_vocab, device=dev)
+        self.qx_d = empty_qx(1, D, dev)
+        self.qx_o = empty_qx(1, self.nq, dev)
+        self.qx_f = empty_qx(1, Fd, dev)
+        self.embd = to_device(weights.token_embd, dev)
+        self.out_norm = weights.output_norm.to(dev).float().contiguous()
+        self.output = to_device(weights.output, dev)
+        self.layers = []
+        for L in weights.layers:
+            self.layers.append(dict(
+                attn_norm=L.attn_norm.to(dev).float().contiguous(), ffn_norm=L.ffn_norm.to(dev).float().contiguous(),
+                qkv=_stack([L.wq, L.wk, L.wv], dev), wo=to_device(L.wo, dev), gu=_stack([L.w_gate, L.w_up], dev),
+                down=to_device(L.w_down, dev)))
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def step(self) -> None:
+        """One token: embed self.tok at self.pos → self.logits; then tok = argmax, pos += 1."""
+        cfg, eps = self.cfg, self.cfg.rms_eps
+        dequantize(self.embd, ids=self.tok, out=self.x)
+        nq, nk, Fd = self.nq, self.nk, cfg.n_ff
+        for il, L in enumerate(self.layers):
+            quantize_x(self.x, norm_w=L["attn_norm"], eps=eps, out=self.qx_d)
+            for a, p in L["qkv"]:
+                matvec_q(p, self.qx_d, out=self.qkv[:, a:a + p.n_out])
+            q = self.qkv[0, :nq]
+            decode_attention(q, self.qkv[0, nq:nq + nk], self.qkv[0, nq + nk:], self.cos, self.sin, self.pos,
+                             self.k_layers[il], self.v_layers[il], self.scale, neox=cfg.rope.neox, out=self.o)
+            quantize_x(self.o.view(1, -1), out=self.qx_o)
+            matvec_q(L["wo"], self.qx_o, out=self.x, acc=True)
+            quantize_x(self.x, norm_w=L["ffn_norm"], eps=eps, out=self.qx_d)
+            for a, p in L["gu"]:
+                matvec_q(p, self.qx_d, out=self.gu[:, a:a + p.n_out])
+            quantize_x(self.gu[:, :Fd], up=self.gu[:, Fd:], out=self.qx_f)
+            matvec_q(L["down"], self.qx_f, out=self.x, acc=True)
+        quantize_x(self.x, norm_w=self.out_norm, eps=eps, out=self.qx_d)
+        matvec_q(self.output, self.qx_d, out=self.logits)
+        self.tok.copy_(self.logits.argmax(-1))
+        self.pos.add_(1)
+
+    def capture(self) -> None:
+        """Record ``step`` in a CUDA graph (after a warm-up that compiles every kernel).
+        The warm-up writes position 0 of the cache: call ``reset`` before use."""
+        s = torch.cuda.Stream(self.device)
+        s.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(s):
+            self.step()
+        torch.cuda.current_stream(self.device).wait_stream(s)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.step()
+
+    def reset(self, token: int, pos: int = 0) -> None:
+        self.tok.fill_(token)
+        self.pos.fill_(pos)
+
+    def decode(self, n: int) -> None:
+        """n greedy tokens (graph replays; no host sync)."""
+        for _ in range(n):
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self.step()
+
+
+def _stack(ws: list[QuantWeight], dev) -> list[tuple[int, layout.Packed]]:
+    """Matrices applied to one input → [(column offset, matrix)], same-type runs stacked; the
+    stacked parts' ``cache`` becomes a view of the stack (no second copy on the device)."""
+    ps = [to_device(w, dev) for w in ws]
+    out, off = [], 0
+    for a, b in _groups(ps):
+        if b - a == 1:
+            p = ps[a]
+        else:
+            p, parts = layout.concat(ps[a:b])
+            for w, part in zip(ws[a:b], parts):
+                w.cache = part
+        out.append((off, p))
+        off += p.n_out
+    return out

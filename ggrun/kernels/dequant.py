@@ -1,0 +1,106 @@
+"""Dequantize packed rows to f16/f32: the prefill path (then cuBLAS) and embedding lookups.
+
+One program decodes BB blocks of one row (a row of ``ids`` when given), element by
+element; each element finds its bits by arithmetic on its index (the words are re-read
+from L1, so the kernel is bound by the bytes it writes).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import f16_hi, f16_lo, interpreting, kq_scales
+from .layout import LAYOUTS, Q4_0, Q4_K, Q5_K, Q6_K, Q8_0, Packed
+
+
+@triton.jit
+def _dequant_kernel(w_ptr, d_ptr, ids_ptr, y_ptr, R, NB, stride_w, stride_d, stride_y,
+                    TYPE: tl.constexpr, BR: tl.constexpr, BB: tl.constexpr, HAS_IDS: tl.constexpr):
+    r = tl.program_id(0) * BR + tl.arange(0, BR)[:, None, None]                  # [BR, 1, 1]
+    rmask = r < R
+    if HAS_IDS:
+        row = tl.load(ids_ptr + r, mask=rmask, other=0).to(tl.int64)
+    else:
+        row = r.to(tl.int64)
+    bi = tl.program_id(1) * BB + tl.arange(0, BB)[None, :, None]                # [1, BB, 1]
+    bmask = (bi < NB) & rmask
+    if TYPE == 12 or TYPE == 13:  # Q4_K, Q5_K
+        WPB: tl.constexpr = 44 if TYPE == 13 else 36
+        QOFF: tl.constexpr = 12 if TYPE == 13 else 4
+        e = tl.arange(0, 256)[None, None, :]                                          # [1, 256]
+        jj = e // 64
+        hi = (e // 32) % 2
+        l = e % 32
+        base = w_ptr + row * stride_w + bi * WPB                                # [BB, 1]
+        q = tl.load(base + QOFF + 8 * jj + l // 4, mask=bmask, other=0)         # [BB, 256]
+        q = (q >> (8 * (l % 4) + 4 * hi)) & 0xF
+        if TYPE == 13:
+            qh = tl.load(base + 4 + l // 4, mask=bmask, other=0)
+            q |= ((qh >> (8 * (l % 4) + 2 * jj + hi)) & 1) << 4
+        w0 = tl.load(base, mask=bmask, other=0)
+        sca, scb, mna, mnb = kq_scales(tl.load(base + 1, mask=bmask, other=0), tl.load(base + 2, mask=bmask, other=0),
+                                       tl.load(base + 3, mask=bmask, other=0), jj)
+        sc = tl.where(hi == 0, sca, scb).to(tl.float32)
+        mn = tl.where(hi == 0, mna, mnb).to(tl.float32)
+        y = (f16_lo(w0) * sc) * q.to(tl.float32) - f16_hi(w0) * mn
+        NE: tl.constexpr = 256
+    elif TYPE == 14:  # Q6_K
+        e = tl.arange(0, 256)[None, None, :]
+        h = e // 128
+        g = (e % 128) // 32
+        l = e % 32
+        base = w_ptr + row * stride_w + bi * 52
+        ql = tl.load(base + (64 * h + l + 32 * (g % 2)) // 4, mask=bmask, other=0)
+        ql = (ql >> (8 * (l % 4) + 4 * (g // 2))) & 0xF
+        qh = tl.load(base + 32 + (32 * h + l) // 4, mask=bmask, other=0)
+        qh = (qh >> (8 * (l % 4) + 2 * g)) & 3
+        q = (ql | (qh << 4)) - 32
+        si = 8 * h + l // 16 + 2 * g
+        sc = (tl.load(base + 48 + si // 4, mask=bmask, other=0) >> (8 * (si % 4))) & 0xFF
+        sc = (sc ^ 0x80) - 0x80
+        d = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0.0).to(tl.float32)
+        y = (d * sc.to(tl.float32)) * q.to(tl.float32)
+        NE: tl.constexpr = 256
+    elif TYPE == 8:  # Q8_0
+        e = tl.arange(0, 32)[None, None, :]
+        q = tl.load(w_ptr + row * stride_w + bi * 8 + e // 4, mask=bmask, other=0)
+        q = (q << (24 - 8 * (e % 4))) >> 24
+        d = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0.0).to(tl.float32)
+        y = d * q.to(tl.float32)
+        NE: tl.constexpr = 32
+    else:  # Q4_0
+        e = tl.arange(0, 32)[None, None, :]
+        q = tl.load(w_ptr + row * stride_w + bi * 4 + (e % 16) // 4, mask=bmask, other=0)
+        q = ((q >> (8 * (e % 4) + 4 * (e // 16))) & 0xF) - 8
+        d = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0.0).to(tl.float32)
+        y = d * q.to(tl.float32)
+        NE: tl.constexpr = 32
+    tl.store(y_ptr + r.to(tl.int64) * stride_y + bi * NE + e, y.to(y_ptr.dtype.element_ty), mask=bmask)
+
+
+def dequantize(p: Packed, ids: torch.Tensor | None = None, dtype: torch.dtype = torch.float16,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """Packed [N, K] → dense [N, K] (or [len(ids), K]: the rows ``ids``, an embedding lookup)."""
+    p.check()
+    t = p.ggml_type
+    bs = LAYOUTS[t][0]
+    NB = p.n_blocks
+    R = p.n_out if ids is None else ids.numel()
+    if ids is not None:
+        ids = ids.reshape(-1).to(device=p.w.device)
+        assert ids.dtype in (torch.int32, torch.int64)
+    if out is None:
+        out = torch.empty(R, p.n_in, dtype=dtype, device=p.w.device)
+    assert out.shape == (R, p.n_in) and out.stride(1) == 1 and out.dtype in (torch.float16, torch.bfloat16, torch.float32)
+    if R == 0:
+        return out
+    bb, br = (4 if bs == 256 else 32), 1
+    if interpreting():  # few programs: the interpreter runs them one by one
+        bb, br = triton.next_power_of_2(NB), min(64, triton.next_power_of_2(R))
+    d = p.d if p.d is not None else p.w
+    grid = (triton.cdiv(R, br), triton.cdiv(NB, bb))
+    _dequant_kernel[grid](p.w, d, ids if ids is not None else p.w, out, R, NB, p.w.stride(0),
+                          d.stride(0), out.stride(0), TYPE=t, BR=br, BB=bb, HAS_IDS=ids is not None, num_warps=4)
+    return out

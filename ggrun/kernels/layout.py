@@ -1,0 +1,130 @@
+"""Lossless re-layout of GGUF blocks for the GPU kernels: the same bits, word-aligned.
+
+Every packed matrix is ``w``: int32 [n_out, n_blocks * WPB] (the words of each block,
+back to back) and, for types whose block size isn't a multiple of 4 bytes, ``d``:
+float16 [n_out, n_blocks] (the block scale taken out of the block).
+
+| type | block bytes | words per block (WPB) | word layout of a block | d plane |
+|---|---|---|---|---|
+| Q4_K | 144 | 36 | d,dmin · scales[12] · qs[128] (the raw block) | — |
+| Q5_K | 176 | 44 | d,dmin · scales[12] · qh[32] · qs[128] (the raw block) | — |
+| Q6_K | 210 | 52 | ql[128] · qh[64] · scales[16] | d |
+| Q8_0 | 34 | 8 | qs[32] | d |
+| Q4_0 | 18 | 4 | qs[16] | d |
+
+``unpack`` gives the GGUF bytes back (the tests check it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+Q4_0, Q8_0, Q4_K, Q5_K, Q6_K = 2, 8, 12, 13, 14
+
+# type -> (elements per block, bytes per block, words per block, byte offset of d or -1)
+LAYOUTS: dict[int, tuple[int, int, int, int]] = {
+    Q4_K: (256, 144, 36, -1),
+    Q5_K: (256, 176, 44, -1),
+    Q6_K: (256, 210, 52, 208),
+    Q8_0: (32, 34, 8, 0),
+    Q4_0: (32, 18, 4, 0),
+}
+TYPE_NAMES = {Q4_0: "Q4_0", Q8_0: "Q8_0", Q4_K: "Q4_K", Q5_K: "Q5_K", Q6_K: "Q6_K"}
+
+
+@dataclass
+class Packed:
+    """One weight matrix [n_out, n_in] on the device, in the kernels' layout."""
+
+    ggml_type: int
+    n_out: int
+    n_in: int
+    w: torch.Tensor                 # int32 [n_out, n_blocks * WPB], contiguous
+    d: torch.Tensor | None          # float16 [n_out, n_blocks] or None
+
+    @property
+    def n_blocks(self) -> int:
+        return self.n_in // LAYOUTS[self.ggml_type][0]
+
+    @property
+    def wpb(self) -> int:
+        return LAYOUTS[self.ggml_type][2]
+
+    @property
+    def n_bytes(self) -> int:
+        return self.w.numel() * 4 + (self.d.numel() * 2 if self.d is not None else 0)
+
+    def check(self) -> None:
+        """Assert the layout the kernels rely on (dtypes, shapes, contiguity)."""
+        bs, _, wpb, doff = LAYOUTS[self.ggml_type]
+        assert self.n_in % bs == 0, (self.n_in, bs)
+        nb = self.n_in // bs
+        assert self.w.dtype == torch.int32 and self.w.is_contiguous(), (self.w.dtype, self.w.stride())
+        assert tuple(self.w.shape) == (self.n_out, nb * wpb), (tuple(self.w.shape), self.n_out, nb * wpb)
+        if doff >= 0:
+            assert self.d is not None and self.d.dtype == torch.float16 and self.d.is_contiguous()
+            assert tuple(self.d.shape) == (self.n_out, nb)
+            assert self.d.device == self.w.device
+        else:
+            assert self.d is None
+
+
+def supported(ggml_type: int) -> bool:
+    return int(ggml_type) in LAYOUTS
+
+
+def pack(data, ggml_type: int, device=None) -> Packed:
+    """Raw GGUF rows (uint8 [n_out, row_bytes]: numpy memmap or torch tensor) → ``Packed``
+    on ``device`` (the re-layout runs there)."""
+    ggml_type = int(ggml_type)
+    if ggml_type not in LAYOUTS:
+        raise ValueError(f"no GPU layout for ggml type {ggml_type}")
+    bs, ts, wpb, doff = LAYOUTS[ggml_type]
+    if not isinstance(data, torch.Tensor):
+        import numpy as np
+
+        data = torch.from_numpy(np.ascontiguousarray(data))
+    if device is not None:
+        data = data.to(device, non_blocking=True)
+    assert data.dtype == torch.uint8 and data.dim() == 2, (data.dtype, data.shape)
+    n_out, row_bytes = data.shape
+    assert row_bytes % ts == 0, (row_bytes, ts)
+    nb = row_bytes // ts
+    blocks = data.reshape(n_out, nb, ts)
+    if doff < 0:
+        w = blocks.contiguous().view(torch.int32).reshape(n_out, nb * wpb)
+        return Packed(ggml_type, n_out, nb * bs, w, None)
+    body = torch.cat([blocks[..., :doff], blocks[..., doff + 2:]], dim=-1) if doff else blocks[..., 2:]
+    w = body.contiguous().view(torch.int32).reshape(n_out, nb * wpb)
+    d = blocks[..., doff:doff + 2].contiguous().view(torch.float16).reshape(n_out, nb)
+    return Packed(ggml_type, n_out, nb * bs, w, d)
+
+
+def unpack(p: Packed) -> torch.Tensor:
+    """``Packed`` → the GGUF bytes, uint8 [n_out, row_bytes] (on the same device)."""
+    bs, ts, wpb, doff = LAYOUTS[p.ggml_type]
+    nb = p.n_in // bs
+    body = p.w.reshape(p.n_out, nb, wpb).view(torch.uint8)
+    if doff < 0:
+        return body.reshape(p.n_out, nb * ts).clone()
+    d = p.d.reshape(p.n_out, nb, 1).view(torch.uint8)
+    parts = [body[..., :doff], d, body[..., doff:]]
+    return torch.cat(parts, dim=-1).reshape(p.n_out, nb * ts)
+
+
+def concat(ps: list[Packed]) -> tuple[Packed, list[Packed]]:
+    """Several matrices of one type and width stacked by rows (fused QKV, gate/up).
+
+    Returns the stacked matrix and each part again as a row slice of it: keep the slices
+    instead of the inputs and the memory is not doubled."""
+    t, k = ps[0].ggml_type, ps[0].n_in
+    assert all(p.ggml_type == t and p.n_in == k for p in ps)
+    w = torch.cat([p.w for p in ps], 0)
+    d = torch.cat([p.d for p in ps], 0) if ps[0].d is not None else None
+    parts, a = [], 0
+    for p in ps:
+        parts.append(Packed(t, p.n_out, k, w[a:a + p.n_out], d[a:a + p.n_out] if d is not None else None))
+        a += p.n_out
+    return Packed(t, a, k, w, d), parts

@@ -1,0 +1,94 @@
+"""Activations → 8-bit blocks for the integer matvec kernels (llama.cpp's q8_1 on CUDA).
+
+Per 32 values: d = amax/127, q = round(x/d) (half away from zero), kept as int8; the
+kernels also get Σq over each 16 values (for the weight types with offsets). Optionally
+fused with what precedes the matmul: RMSNorm (× weight) or SwiGLU (silu(g)·u).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+MODE_PLAIN, MODE_RMSNORM, MODE_SWIGLU = 0, 1, 2
+
+
+@triton.jit
+def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, K, stride_x, stride_x2, stride_q, stride_d,
+                    stride_s, eps, MODE: tl.constexpr, NBLK: tl.constexpr):
+    m = tl.program_id(0).to(tl.int64)
+    k0 = tl.program_id(1) * (NBLK * 32)
+    ib = tl.arange(0, NBLK)[:, None, None]
+    ih = tl.arange(0, 2)[None, :, None]
+    il = tl.arange(0, 16)[None, None, :]
+    offs = ib * 32 + ih * 16 + il                                    # [NBLK, 2, 16]
+    xrow = x_ptr + m * stride_x
+    mask = k0 + offs < K
+    v = tl.load(xrow + k0 + offs, mask=mask, other=0.0)
+    if MODE == 1:  # every program sums the squares of the whole row (L2 reads), then scales its part
+        ss = tl.zeros([NBLK, 2, 16], tl.float32)
+        for j0 in range(0, K, NBLK * 32):
+            t = tl.load(xrow + j0 + offs, mask=j0 + offs < K, other=0.0)
+            ss += t * t
+        rs = 1.0 / tl.sqrt(tl.sum(tl.sum(tl.sum(ss, 2), 1), 0) / K + eps)
+        v = v * rs * tl.load(nw_ptr + k0 + offs, mask=mask, other=0.0)
+    if MODE == 2:
+        u = tl.load(x2_ptr + m * stride_x2 + k0 + offs, mask=mask, other=0.0)
+        v = v / (1.0 + tl.exp(-v)) * u
+    amax = tl.max(tl.max(tl.abs(v), 2), 1)                           # [NBLK]
+    d = amax / 127.0
+    r = tl.where(d[:, None, None] > 0, v / d[:, None, None], 0.0)
+    q = tl.where(r >= 0, tl.floor(r + 0.5), -tl.floor(0.5 - r))      # roundf
+    qi = q.to(tl.int32)
+    tl.store(q_ptr + m * stride_q + k0 + offs, qi.to(tl.int8), mask=mask)
+    bo = k0 // 32 + tl.arange(0, NBLK)
+    tl.store(d_ptr + m * stride_d + bo, d, mask=bo < K // 32)
+    s = tl.sum(qi, 2).to(tl.float32)                                 # [NBLK, 2]
+    so = k0 // 16 + tl.arange(0, NBLK)[:, None] * 2 + tl.arange(0, 2)[None, :]
+    tl.store(s_ptr + m * stride_s + so, s, mask=so < K // 16)
+
+
+class QX:
+    """Quantized activations: q int8 [M, K] (viewed as int32 words by the kernels),
+    d f32 [M, K/32] block scales, s f32 [M, K/16] sums of q over 16 values."""
+
+    __slots__ = ("q", "d", "s", "M", "K")
+
+    def __init__(self, q, d, s):
+        self.q, self.d, self.s = q, d, s
+        self.M, self.K = q.shape
+
+    @property
+    def words(self) -> torch.Tensor:
+        return self.q.view(torch.int32)
+
+
+def empty_qx(M: int, K: int, device) -> QX:
+    return QX(torch.empty(M, K, dtype=torch.int8, device=device), torch.empty(M, K // 32, device=device),
+              torch.empty(M, K // 16, device=device))
+
+
+def quantize_x(x: torch.Tensor, norm_w: torch.Tensor | None = None, eps: float = 0.0, up: torch.Tensor | None = None,
+               out: QX | None = None) -> QX:
+    """x [M, K] f32 → ``QX``. With ``norm_w`` [K]: RMSNorm(x)·norm_w first; with ``up`` [M, K]:
+    silu(x)·up first. K must be a multiple of 32; rows may be strided (last dim contiguous)."""
+    assert x.dim() == 2 and x.dtype == torch.float32 and x.stride(1) == 1, (x.shape, x.dtype, x.stride())
+    M, K = x.shape
+    assert K % 32 == 0, K
+    mode = MODE_PLAIN
+    nw = x2 = x
+    if norm_w is not None:
+        assert up is None and norm_w.shape == (K,) and norm_w.dtype == torch.float32 and norm_w.is_contiguous()
+        mode, nw = MODE_RMSNORM, norm_w
+    if up is not None:
+        assert up.shape == (M, K) and up.dtype == torch.float32 and up.stride(1) == 1
+        mode, x2 = MODE_SWIGLU, up
+    if out is None:
+        out = empty_qx(M, K, x.device)
+    assert out.M == M and out.K == K and out.q.is_contiguous() and out.d.is_contiguous() and out.s.is_contiguous()
+    nblk = min(8, triton.next_power_of_2(K // 32))
+    _quant_x_kernel[(M, triton.cdiv(K, nblk * 32))](x, x2, nw, out.q, out.d, out.s, K, x.stride(0), x2.stride(0), out.q.stride(0),
+                          out.d.stride(0), out.s.stride(0), float(eps), MODE=mode, NBLK=nblk,
+                          num_warps=2)
+    return out

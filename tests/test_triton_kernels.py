@@ -1,0 +1,173 @@
+"""Triton kernels (ggrun.kernels, ggrun.backends.cuda) against the dequantize-then-torch
+reference, on the CPU through Triton's interpreter (TRITON_INTERPRET=1, small shapes).
+
+On the GPU the same checks run at full size in benchmarks/gpu.py.
+"""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported anywhere
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+triton = pytest.importorskip("triton")
+
+from ggrun.kernels import layout  # noqa: E402
+from ggrun.kernels.layout import Q4_0, Q4_K, Q5_K, Q6_K, Q8_0  # noqa: E402
+
+if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
+    pytest.skip("TRITON_INTERPRET is off and there is no GPU", allow_module_level=True)
+
+DEV = "cuda" if os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+TYPES = [Q4_K, Q5_K, Q6_K, Q8_0, Q4_0]
+IDS = [layout.TYPE_NAMES[t] for t in TYPES]
+
+
+def rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator(device=DEV).manual_seed(1234)
+
+
+def _weights(t, n_out, n_in, gen):
+    from ggrun.kernels.testing import dequantize_ref, random_blocks
+
+    raw = random_blocks(n_out, n_in, t, device=DEV, generator=gen)
+    return raw, layout.pack(raw, t), dequantize_ref(raw, t).float()
+
+
+@pytest.mark.parametrize("t", TYPES, ids=IDS)
+def test_pack_is_lossless(t, gen):
+    from ggrun.kernels.testing import random_blocks
+
+    raw = random_blocks(3, 512, t, device=DEV, generator=gen)
+    p = layout.pack(raw, t)
+    p.check()
+    assert p.n_bytes == raw.numel()
+    assert torch.equal(layout.unpack(p), raw)
+
+
+@pytest.mark.parametrize("t", TYPES, ids=IDS)
+def test_dequantize_rows(t, gen):
+    from ggrun.kernels.dequant import dequantize
+
+    _, p, W = _weights(t, 7, 768, gen)
+    assert torch.allclose(dequantize(p, dtype=torch.float32), W, rtol=1e-6, atol=1e-7)
+    ids = torch.tensor([6, 0, 6, 3])
+    assert torch.allclose(dequantize(p, ids=ids, dtype=torch.float32), W[ids], rtol=1e-6, atol=1e-7)
+    assert torch.allclose(dequantize(p).float(), W, rtol=1e-3, atol=1e-6)  # f16 output
+
+
+@pytest.mark.parametrize("t", TYPES, ids=IDS)
+@pytest.mark.parametrize("M", [1, 3])
+def test_matvec(t, M, gen):
+    from ggrun.kernels.matvec import matvec_q
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import qx_dequant
+
+    N, K = 37, 768                                     # odd rows; 3 k-quant blocks / 24 legacy blocks
+    _, p, W = _weights(t, N, K, gen)
+    x = torch.randn(M, K, device=DEV, generator=gen)
+    qx = quantize_x(x)
+    y = matvec_q(p, qx)
+    assert y.shape == (M, N)
+    assert rel(y, qx_dequant(qx) @ W.T) < 1e-5        # same arithmetic up to f32 rounding
+    assert rel(y, x @ W.T) < 3e-2                      # 8-bit activations, as llama.cpp
+    # split-K (partials then summed) and the residual-accumulating form, several configs
+    y0 = torch.randn(M, N, device=DEV, generator=gen)
+    y1 = y0.clone()
+    matvec_q(p, qx, out=y1, acc=True, split=2, cfg=(16, 1, 4))
+    assert rel(y1 - y0, qx_dequant(qx) @ W.T) < 1e-4
+
+
+def test_matvec_batch8_q4k(gen):
+    from ggrun.kernels.matvec import matvec
+
+    _, p, W = _weights(Q4_K, 19, 256, gen)
+    x = torch.randn(8, 256, device=DEV, generator=gen)
+    assert rel(matvec(p, x, cfg=(8, 2, 4), split=1), x @ W.T) < 3e-2
+
+
+def test_quantize_x_modes(gen):
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import qx_dequant
+
+    x = torch.randn(2, 320, device=DEV, generator=gen) * 4     # 320: a partial last chunk
+    qx = quantize_x(x)
+    # q8_1: d = amax/127 per 32, q = round(x/d), |q| <= 127, sums over 16
+    xb = x.view(2, 10, 32)
+    d = xb.abs().amax(-1) / 127
+    assert torch.allclose(qx.d, d)
+    q = torch.round(xb / d[..., None])
+    assert torch.equal(qx.q.view(2, 10, 32).float(), q)
+    assert torch.equal(qx.s, q.view(2, 20, 16).sum(-1))
+    nw = torch.rand(320, device=DEV, generator=gen) + 0.5
+    xn = x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-5) * nw
+    assert rel(qx_dequant(quantize_x(x, norm_w=nw, eps=1e-5)), xn) < 1e-2
+    u = torch.randn(2, 320, device=DEV, generator=gen)
+    assert rel(qx_dequant(quantize_x(x, up=u)), torch.nn.functional.silu(x) * u) < 1e-2
+
+
+@pytest.mark.parametrize("H,Hkv,pos,neox", [(4, 2, 5, False), (2, 2, 0, True), (6, 2, 17, False)])
+def test_decode_attention(H, Hkv, pos, neox, gen):
+    from ggrun.kernels.attention import decode_attention
+    from ggrun.model import apply_rope
+
+    hd, n_ctx = 32, 24
+    cos = torch.rand(n_ctx, hd // 2, device=DEV, generator=gen) * 2 - 1
+    sin = (1 - cos * cos).sqrt()
+    kc = torch.randn(Hkv, n_ctx, hd, device=DEV, generator=gen).half()
+    vc = torch.randn(Hkv, n_ctx, hd, device=DEV, generator=gen).half()
+    q = torch.randn(H * hd, device=DEV, generator=gen)
+    k = torch.randn(Hkv * hd, device=DEV, generator=gen)
+    v = torch.randn(Hkv * hd, device=DEV, generator=gen)
+    kc2, vc2 = kc.clone(), vc.clone()
+    o = decode_attention(q, k, v, cos, sin, torch.tensor([pos]), kc2, vc2, 0.2, neox=neox, block_t=8)
+    c, s = cos[pos:pos + 1], sin[pos:pos + 1]
+    qr = apply_rope(q.view(1, H, hd), c, s, hd, neox)[0].half().float()
+    kc[:, pos] = apply_rope(k.view(1, Hkv, hd), c, s, hd, neox)[0].half()
+    vc[:, pos] = v.view(Hkv, hd).half()
+    assert torch.allclose(kc2.float(), kc.float(), atol=1e-3) and torch.equal(vc2, vc)
+    G = H // Hkv
+    Kf = kc[:, :pos + 1].float().repeat_interleave(G, 0)
+    Vf = vc[:, :pos + 1].float().repeat_interleave(G, 0)
+    p = (torch.einsum("hd,htd->ht", qr.view(H, hd), Kf) * 0.2).softmax(-1)
+    ref = torch.einsum("ht,htd->hd", p, Vf).reshape(-1)
+    assert rel(o, ref) < 1e-4
+
+
+def test_backend_and_graph_decoder_match_model():
+    """CUDABackend under model.py (prefill: dequant → matmul; decode: matvec) and the
+    GraphDecoder's fused step give the same logits on a tiny random Q4_K_M model."""
+    from ggrun.backends.cuda import CUDABackend, GraphDecoder
+    from ggrun.kernels.testing import synthetic_config, synthetic_llama
+    from ggrun.model import KVCache, LlamaModel, SeqChunk
+
+    cfg = synthetic_config("tiny", n_layer=1, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=40)
+    w = synthetic_llama(cfg, "Q4_K_M", device=DEV)
+    be = CUDABackend(DEV)
+    lm = LlamaModel(cfg, w, be, max_pos=16)
+    dec = GraphDecoder(cfg, w, n_ctx=16, device=DEV)
+    toks = [3, 17, 5, 9, 1, 2, 33, 8, 11, 4]
+    # prefill 9 tokens through the backend's dequant path (M > 8), then decode one
+    cache = KVCache(cfg, 16, device=DEV)
+    lm.forward(torch.tensor(toks[:9]), [SeqChunk(0, 0, 9)], cache)
+    ref = lm.forward(torch.tensor(toks[9:]), [SeqChunk(0, 9, 1)], cache)
+    # the decoder on its own cache: the same 10 tokens one at a time
+    for i, t in enumerate(toks):
+        dec.reset(t, i)
+        dec.step()
+    assert rel(dec.logits, ref) < 2e-2
+    assert dec.tok.item() == dec.logits.argmax().item() and int(dec.pos.item()) == 10
+    # the decoder on model.py's KVCache after model.py's prefill (how the engine would use it)
+    cache2 = KVCache(cfg, 16, device=DEV)
+    lm.forward(torch.tensor(toks[:9]), [SeqChunk(0, 0, 9)], cache2)
+    dec2 = GraphDecoder(cfg, w, n_ctx=16, device=DEV, cache=cache2, slot=0)
+    dec2.reset(toks[9], 9)
+    dec2.step()
+    assert rel(dec2.logits, ref) < 2e-2
+    assert torch.equal(cache2.k[:, 0, :10], cache.k[:, 0, :10]) or rel(cache2.k[:, 0, :10].float(), cache.k[:, 0, :10].float()) < 1e-3
