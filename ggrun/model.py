@@ -85,8 +85,9 @@ def rope_tables(cfg: ModelConfig, n_pos: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-    """x: [N, D] f32 → [N, D]; the sum of squares in double, as ggml does."""
-    ss = (x * x).double().sum(-1, keepdim=True)                 # [N, 1] f64
+    """x: [N, D] f32 → [N, D]; squares summed in double in order (a cumsum is sequential),
+    as ggml does. (torch.sqrt on CPU float32 may be 1 ulp off: exact code uses the C op.)"""
+    ss = (x * x).double().cumsum(-1)[..., -1:]                  # [N, 1] f64, sequential
     mean = (ss / x.shape[-1]).float()
     return (x * (1.0 / torch.sqrt(mean + eps))) * w
 
@@ -114,7 +115,8 @@ class LlamaModel:
         self.cfg = cfg
         self.w = weights
         self.be = backend
-        self.rope_cos, self.rope_sin = rope_tables(cfg, max_pos)     # [max_pos, rope_dim/2]
+        self.device = torch.device(getattr(backend, "device", "cpu"))
+        backend.prepare(cfg, max_pos)                                # rope tables, scratch
         self.kq_scale = 1.0 / math.sqrt(cfg.head_dim)
 
     def forward(self, tokens: torch.Tensor, chunks: list[SeqChunk], cache: KVCache,
@@ -124,17 +126,17 @@ class LlamaModel:
         cfg, be = self.cfg, self.be
         N = tokens.shape[0]
         H, Hkv, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
-        pos = torch.cat([torch.arange(c.start, c.start + c.n) for c in chunks])   # [N]
-        cos, sin = self.rope_cos[pos], self.rope_sin[pos]                         # [N, rope_dim/2]
+        pos = torch.cat([torch.arange(c.start, c.start + c.n, dtype=torch.int32) for c in chunks]).to(self.device)
 
+        tokens = tokens.to(self.device)
         x = be.embed(self.w.token_embd, tokens)                                   # [N, D] f32
         for il, L in enumerate(self.w.layers):
-            h = rms_norm(x, L.attn_norm, cfg.rms_eps)                             # [N, D]
+            h = be.rms_norm(x, L.attn_norm, cfg.rms_eps)                          # [N, D]
             q, k, v = be.matmul_many([L.wq, L.wk, L.wv], h)                       # [N, H*hd], [N, Hkv*hd] ×2
-            q = apply_rope(q.view(N, H, hd), cos, sin, cfg.rope.dim, cfg.rope.neox)   # [N, H, hd]
-            k = apply_rope(k.view(N, Hkv, hd), cos, sin, cfg.rope.dim, cfg.rope.neox)  # [N, Hkv, hd]
+            q = be.rope(q.view(N, H, hd), pos)                                    # [N, H, hd]
+            k = be.rope(k.view(N, Hkv, hd), pos)                                  # [N, Hkv, hd]
             v = v.view(N, Hkv, hd)
-            o = torch.empty(N, H, hd, dtype=torch.float32)                         # [N, H, hd]
+            o = torch.empty(N, H, hd, dtype=torch.float32, device=self.device)     # [N, H, hd]
             off = 0
             for c in chunks:
                 end = c.start + c.n
@@ -144,12 +146,12 @@ class LlamaModel:
                     q[off:off + c.n], cache.k[il, c.slot, :end], cache.v[il, c.slot, :end], c.start, self.kq_scale)
                 off += c.n
             x = x + be.matmul(L.wo, o.view(N, H * hd))                              # [N, D]
-            h = rms_norm(x, L.ffn_norm, cfg.rms_eps)
+            h = be.rms_norm(x, L.ffn_norm, cfg.rms_eps)
             g, u = be.matmul_many([L.w_gate, L.w_up], h)                           # [N, n_ff] ×2
             x = x + be.matmul(L.w_down, be.swiglu(g, u))                           # [N, D]
 
         if logits_rows is None:
-            ends = torch.tensor([c.n for c in chunks]).cumsum(0) - 1
-            logits_rows = ends
-        x = rms_norm(x[logits_rows], self.w.output_norm, cfg.rms_eps)              # [R, D]
+            logits_rows = torch.tensor([c.n for c in chunks]).cumsum(0) - 1
+        logits_rows = logits_rows.to(self.device)
+        x = be.rms_norm(x[logits_rows].contiguous(), self.w.output_norm, cfg.rms_eps)  # [R, D]
         return be.matmul(self.w.output, x)                                         # [R, n_vocab]

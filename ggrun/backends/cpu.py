@@ -39,8 +39,38 @@ class CPUBackend:
     def __init__(self, n_threads: int | None = None):
         import os
 
+        from . import cpu_ops
+
         self.n_threads = n_threads or min(os.cpu_count() or 1, 8)
         self.k, self.kind = _kernels()
+        self.ops = cpu_ops.load()                # None: torch fallbacks for the small ops
+        if self.ops is None:
+            log.warning("ggrun: C ops unavailable (%s): using torch (close to, not bit-equal with, llama.cpp)",
+                        cpu_ops.reason())
+        self.rope_dim = 0
+        self.rope_cache: torch.Tensor | None = None
+
+    def prepare(self, cfg, max_pos: int) -> None:
+        """Rope table [max_pos, rope_dim] as interleaved (cos, sin), computed as ggml does."""
+        from ..model import rope_tables
+
+        r = cfg.rope
+        self.rope_dim, self.neox = r.dim, r.neox
+        self.rope_cache = torch.empty(max_pos, r.dim, dtype=torch.float32)
+        if self.ops is not None:
+            ext, c0, c1 = 0.0, 0.0, 0.0
+            if r.scaling_type == "yarn" and r.original_ctx:
+                import math
+
+                def corr(n_rot: float) -> float:
+                    return r.dim * math.log(r.original_ctx / (n_rot * 2 * math.pi)) / (2 * math.log(r.freq_base))
+
+                ext, c0, c1 = 1.0, max(0.0, math.floor(corr(32.0))), min(r.dim - 1.0, math.ceil(corr(1.0)))
+            self.ops.ggrun_rope_cache(self.rope_cache.data_ptr(), max_pos, r.dim, r.freq_base, r.freq_scale,
+                                      ext, r.attn_factor, c0, c1)
+        else:
+            cos, sin = rope_tables(cfg, max_pos)
+            self.rope_cache[:, 0::2], self.rope_cache[:, 1::2] = cos, sin
 
     # --- weights ---------------------------------------------------------------------
     def embed(self, w: QuantWeight, tokens: torch.Tensor) -> torch.Tensor:
@@ -62,14 +92,56 @@ class CPUBackend:
         return [self.matmul(w, x) for w in ws]
 
     # --- activations -----------------------------------------------------------------
-    @staticmethod
-    def swiglu(g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return F.silu(g) * u
+    def rms_norm(self, x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+        """x [N, D] f32 → RMSNorm(x)·w [N, D]."""
+        if self.ops is None:
+            from ..model import rms_norm
+
+            return rms_norm(x, w, eps)
+        x = x.contiguous()
+        y = torch.empty_like(x)
+        self.ops.ggrun_rms_norm(y.data_ptr(), x.data_ptr(), w.data_ptr(), x.shape[0], x.shape[1], eps)
+        return y
+
+    def rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x [N, H, hd] f32, pos [N] int32 → rotated x (a new tensor)."""
+        if self.ops is None:
+            from ..model import apply_rope
+
+            c = self.rope_cache[pos.long()]
+            return apply_rope(x, c[:, 0::2], c[:, 1::2], self.rope_dim, self.neox)
+        y = x.contiguous().clone()
+        p = pos.to(torch.int32).contiguous()
+        self.ops.ggrun_rope_apply(y.data_ptr(), p.data_ptr(), y.shape[0], y.shape[1], y.shape[2], self.rope_dim,
+                                  self.rope_cache.data_ptr(), int(self.neox))
+        return y
+
+    def swiglu(self, g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """silu(g)·u with ggml's vector expf."""
+        if self.ops is None:
+            return F.silu(g) * u
+        g, u = g.contiguous(), u.contiguous()
+        y = torch.empty_like(g)
+        self.ops.ggrun_swiglu(y.data_ptr(), g.data_ptr(), u.data_ptr(), g.numel())
+        return y
+
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float) -> torch.Tensor:
+        """q [n, H, hd] f32 for positions start..start+n-1; k, v [T, Hkv, hd] f16 (T = start+n)
+        → [n, H, hd] f32, causal: llama.cpp's CPU flash attention, bit for bit (its split of
+        long decodes follows the thread count, as llama.cpp's does)."""
+        if self.ops is None:
+            return self.attention_torch(q, k, v, start, scale)
+        n, H, hd = q.shape
+        q = q.contiguous()
+        assert k.is_contiguous() and v.is_contiguous() and k.dtype == torch.float16
+        out = torch.empty_like(q)
+        self.ops.ggrun_attention_f16(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), n, H, k.shape[1], hd,
+                                     start, scale, self.n_threads, 256)
+        return out
 
     @staticmethod
-    def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float) -> torch.Tensor:
-        """q [n, H, hd] f32 for positions start..start+n-1; k, v [T, Hkv, hd] (T = start+n)
-        → [n, H, hd] f32, causal. Q is rounded to f16 as llama.cpp does for its f16 K·Q."""
+    def attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float) -> torch.Tensor:
+        """The torch fallback of ``attention``: f32 softmax, Q rounded to f16."""
         n, H, hd = q.shape
         T, Hkv, _ = k.shape
         g = H // Hkv

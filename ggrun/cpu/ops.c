@@ -1,0 +1,327 @@
+// ggrun CPU ops other than matmul, reproducing llama.cpp's CPU numerics bit for bit:
+// attention (its flash-attention paths), RoPE, SwiGLU, RMSNorm. Compiled at first use by
+// ggrun/backends/cpu_ops.py with the same compiler flags as llama.cpp's native build.
+
+// Causal attention over an f16 KV cache with llama.cpp's CPU flash-attention numerics.
+//
+// q   [n_q, H, D]   f32, query i sits at position start + i
+// k,v [T, Hkv, D]   f16 (raw bits), T = start + n_q positions held
+// out [n_q, H, D]   f32
+//
+// Three paths, chosen as ggml-cpu's flash_attn_ext does:
+//  * n_q >= 64:          "tiled": Q f32, K/V f32, 64×64 tiles, online softmax per KV tile,
+//                        VKQ accumulated in f32 with FMAs in KV order.
+//  * n_q == 1, n_kv>=512: "split-KV": n_kv (padded to 256) cut in n_split chunks; each is a
+//                        one-chunk pass, partials (M, S, VKQ) merged in f32.
+//  * otherwise:          "one-chunk": Q rounded to f16, K·Q dot, online softmax with expf,
+//                        VKQ accumulated in f16 (rounded after every FMA), V /= S at the end.
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <stdlib.h>
+
+static inline float h2f(uint16_t h) {
+    _Float16 x; memcpy(&x, &h, 2); return (float)x;
+}
+static inline uint16_t f2h(float f) {
+    _Float16 x = (_Float16)f; uint16_t h; memcpy(&h, &x, 2); return h;
+}
+
+// f16 dot with f32 accumulation in ggml's AVX-512 order: 4 accumulators of 16 lanes
+// over steps of 64, then a tree reduction; scalar tail.
+static float dot_f16(const uint16_t *a, const uint16_t *b, int n) {
+    float acc[4][16];
+    memset(acc, 0, sizeof acc);
+    int np = n & ~63;
+    for (int i = 0; i < np; i += 64)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 16; l++)
+                acc[j][l] = fmaf(h2f(a[i + 16*j + l]), h2f(b[i + 16*j + l]), acc[j][l]);
+    float t[16];
+    for (int l = 0; l < 16; l++) t[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    for (int w = 8; w >= 1; w >>= 1)
+        for (int l = 0; l < w; l++) t[l] = t[l] + t[l + w];
+    double sum = t[0];
+    for (int i = np; i < n; i++) sum += (double)(h2f(a[i]) * h2f(b[i]));
+    return (float)sum;
+}
+
+// One query row against kv positions [c0, c1) (only those ≤ qpos count).
+// Writes M, S and the f16-accumulated VKQ (as f32) — llama.cpp's one_chunk.
+static void one_chunk(const float *q, const uint16_t *k, const uint16_t *v, int D, int64_t kv_stride,
+                      int c0, int c1, int qpos, float scale, float *M_out, float *S_out, float *vkq) {
+    uint16_t qh[512];
+    uint16_t acc[512];
+    for (int d = 0; d < D; d++) { qh[d] = f2h(q[d]); acc[d] = 0; }
+    float S = 0.0f, M = -INFINITY;
+    int end = c1 < qpos + 1 ? c1 : qpos + 1;
+    for (int ic = c0; ic < end; ic++) {
+        const uint16_t *kr = k + (int64_t)ic * kv_stride;
+        const uint16_t *vr = v + (int64_t)ic * kv_stride;
+        float s = dot_f16(kr, qh, D) * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            float Mold = M;
+            M = s;
+            ms = expf(Mold - M);
+            for (int d = 0; d < D; d++) acc[d] = f2h(h2f(acc[d]) * ms);
+        } else {
+            vs = expf(s - M);
+        }
+        for (int d = 0; d < D; d++) acc[d] = f2h(fmaf(h2f(vr[d]), vs, h2f(acc[d])));
+        S = fmaf(S, ms, vs);                 // ggml's compiled code fuses this
+    }
+    for (int d = 0; d < D; d++) vkq[d] = h2f(acc[d]);
+    *M_out = M; *S_out = S;
+}
+
+// Tiled f32 path for one query row (the per-row arithmetic of ggml's tiled kernel).
+static void tiled_row(const float *q, const uint16_t *k, const uint16_t *v, int D, int64_t kv_stride,
+                      int n_kv, int qpos, float scale, float *out) {
+    float vkq[512];
+    float kq[64];
+    memset(vkq, 0, sizeof(float) * D);
+    float S = 0.0f, M = -INFINITY;
+    for (int ic = 0; ic < n_kv; ic += 64) {
+        int tile = n_kv - ic < 64 ? n_kv - ic : 64;
+        if (ic > qpos) break;                             // the rest is masked for this row
+        float tmax = -INFINITY;
+        for (int tk = 0; tk < 64; tk++) {
+            int pos = ic + tk;
+            if (tk >= tile || pos > qpos) { kq[tk] = -INFINITY; continue; }
+            const uint16_t *kr = k + (int64_t)pos * kv_stride;
+            float s = 0.0f;
+            for (int d = 0; d < D; d++) s = fmaf(q[d], h2f(kr[d]), s);
+            s *= scale;
+            kq[tk] = s;
+            if (s > tmax) tmax = s;
+        }
+        if (tmax == -INFINITY) continue;
+        float Mnew = fmaxf(M, tmax);
+        if (Mnew > M) {
+            float ms = expf(M - Mnew);
+            for (int d = 0; d < D; d++) vkq[d] *= ms;
+            S *= ms;
+        }
+        M = Mnew;
+        double sum = 0.0;
+        for (int tk = 0; tk < 64; tk++) {
+            float e = kq[tk] == -INFINITY ? 0.0f : expf(kq[tk] - Mnew);
+            kq[tk] = e;
+            sum += (double)e;
+        }
+        S = (float)((double)S + sum);
+        for (int tk = 0; tk < tile; tk++) {
+            if (kq[tk] == 0.0f) continue;
+            const uint16_t *vr = v + (int64_t)(ic + tk) * kv_stride;
+            for (int d = 0; d < D; d++) vkq[d] = fmaf(kq[tk], h2f(vr[d]), vkq[d]);
+        }
+    }
+    float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int d = 0; d < D; d++) out[d] = vkq[d] * inv;
+}
+
+// n_split: llama.cpp's thread count (its split-KV chunks follow it).
+void ggrun_attention_f16(const float *q, const uint16_t *k, const uint16_t *v, float *out,
+                         int n_q, int H, int Hkv, int D, int start, float scale, int n_split,
+                         int kv_pad) {
+    const int g = H / Hkv;
+    const int64_t kv_stride = (int64_t)Hkv * D;
+    const int T = start + n_q;
+    int n_kv = ((T + kv_pad - 1) / kv_pad) * kv_pad;      // llama.cpp pads n_kv (≥ 256)
+    if (n_kv < kv_pad) n_kv = kv_pad;
+    for (int i = 0; i < n_q; i++) {
+        const int qpos = start + i;
+        for (int h = 0; h < H; h++) {
+            const float *qr = q + ((int64_t)i * H + h) * D;
+            const uint16_t *kh = k + (h / g) * D;
+            const uint16_t *vh = v + (h / g) * D;
+            float *o = out + ((int64_t)i * H + h) * D;
+            if (n_q >= 64) {
+                tiled_row(qr, kh, vh, D, kv_stride, T, qpos, scale, o);
+            } else if (n_q == 1 && n_kv >= 512 && n_split > 1) {
+                int chunk = (n_kv + n_split - 1) / n_split;
+                float Mf = -INFINITY, Sf = 0.0f, vf[512], vc[512];
+                memset(vf, 0, sizeof(float) * D);
+                for (int c = 0; c < n_split; c++) {
+                    int c0 = c * chunk, c1 = c0 + chunk < n_kv ? c0 + chunk : n_kv;
+                    if (c0 >= n_kv) continue;
+                    float Mc, Sc;
+                    one_chunk(qr, kh, vh, D, kv_stride, c0, c1, qpos, scale, &Mc, &Sc, vc);
+                    if (Sc == 0.0f) continue;
+                    float Mn = fmaxf(Mf, Mc);
+                    float so = expf(Mf - Mn), sn = expf(Mc - Mn);
+                    for (int d = 0; d < D; d++) vf[d] = fmaf(vf[d], so, vc[d] * sn);
+                    Sf = fmaf(Sf, so, Sc * sn);
+                    Mf = Mn;
+                }
+                float inv = Sf != 0.0f ? 1.0f / Sf : 0.0f;
+                for (int d = 0; d < D; d++) o[d] = Sf != 0.0f ? vf[d] * inv : vf[d];
+            } else {
+                float M, S;
+                one_chunk(qr, kh, vh, D, kv_stride, 0, T, qpos, scale, &M, &S, o);
+                float inv = S == 0.0f ? 0.0f : 1.0f / S;
+                for (int d = 0; d < D; d++) o[d] *= inv;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// RoPE ("normal": adjacent pairs), as ggml's rope_f32: cache by repeated float products,
+// glibc cosf/sinf, rotation written as ggml writes it (gcc contracts it the same way).
+// cache: [n_pos, n_dims] interleaved (cos, sin) pairs.
+void ggrun_rope_cache(float *cache, int n_pos, int n_dims, float freq_base, float freq_scale,
+                      float ext_factor, float attn_factor, float corr0, float corr1) {
+    const float theta_scale = powf(freq_base, -2.0f / n_dims);
+    for (int p = 0; p < n_pos; p++) {
+        float theta = (float)p;
+        float *c = cache + (int64_t)p * n_dims;
+        for (int i0 = 0; i0 < n_dims; i0 += 2) {
+            float theta_extrap = theta;
+            float theta_interp = freq_scale * theta_extrap;
+            float th = theta_interp;
+            float mscale = attn_factor;
+            if (ext_factor != 0.0f) {
+                float y = (i0 / 2 - corr0) / fmaxf(0.001f, corr1 - corr0);
+                float ramp = 1 - fminf(1, fmaxf(0, y));
+                float ramp_mix = ramp * ext_factor;
+                th = theta_interp * (1 - ramp_mix) + theta_extrap * ramp_mix;
+                mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
+            }
+            c[i0 + 0] = cosf(th) * mscale;
+            c[i0 + 1] = sinf(th) * mscale;
+            theta *= theta_scale;
+        }
+    }
+}
+
+// x: [n, n_head, head_dim] f32 in place; pos[n]; cache from ggrun_rope_cache.
+void ggrun_rope_apply(float *x, const int32_t *pos, int n, int n_head, int head_dim, int n_dims,
+                      const float *cache, int neox) {
+    for (int t = 0; t < n; t++) {
+        const float *c = cache + (int64_t)pos[t] * n_dims;
+        for (int h = 0; h < n_head; h++) {
+            float *row = x + ((int64_t)t * n_head + h) * head_dim;
+            if (!neox) {
+                for (int i0 = 0; i0 < n_dims; i0 += 2) {
+                    const float cos_theta = c[i0 + 0];
+                    const float sin_theta = c[i0 + 1];
+                    const float x0 = row[i0];
+                    const float x1 = row[i0 + 1];
+                    row[i0]     = x0*cos_theta - x1*sin_theta;
+                    row[i0 + 1] = x0*sin_theta + x1*cos_theta;
+                }
+            } else {
+                const int off = n_dims / 2;
+                for (int i0 = 0; i0 < n_dims; i0 += 2) {
+                    const float cos_theta = c[i0 + 0];
+                    const float sin_theta = c[i0 + 1];
+                    float *src = row + i0 / 2;
+                    const float x0 = src[0];
+                    const float x1 = src[off];
+                    src[0]   = x0*cos_theta - x1*sin_theta;
+                    src[off] = x0*sin_theta + x1*cos_theta;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SwiGLU: y = silu(g) * u with ggml's vector expf (an ARM-derived polynomial), so the
+// values are ggml's bit for bit on x86 (AVX-512 DQ or AVX2+FMA); libm elsewhere.
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#include <immintrin.h>
+static inline __m512 v_expf(__m512 x) {
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 d = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0F)));
+    const __m512 res = _mm512_scalef_ps(j, n);
+    if (_mm512_kortestz(d, d)) return res;
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, zero, _CMP_LE_OQ), _mm512_set1_ps(INFINITY), zero);
+    return _mm512_mask_blend_ps(d, res, alt);
+}
+static inline __m512 v_silu(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1);
+    const __m512 neg_x = _mm512_sub_ps(_mm512_setzero_ps(), x);
+    return _mm512_div_ps(x, _mm512_add_ps(one, v_expf(neg_x)));
+}
+#define GGRUN_VSILU 16
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+static inline __m256 v_expf(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+    const __m256i c = _mm256_castps_si256(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n),
+                                                        _mm256_set1_ps(126), _CMP_GT_OQ));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(_mm256_castsi256_ps(c)))
+        return _mm256_fmadd_ps(j, k, k);
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32(0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000u)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256i d = _mm256_castps_si256(_mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n),
+                                                        _mm256_set1_ps(192), _CMP_GT_OQ));
+    return _mm256_or_ps(
+        _mm256_and_ps(_mm256_castsi256_ps(d), _mm256_mul_ps(s1, s1)),
+        _mm256_andnot_ps(_mm256_castsi256_ps(d),
+            _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(c), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                         _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)))));
+}
+static inline __m256 v_silu(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1);
+    const __m256 neg_x = _mm256_sub_ps(_mm256_setzero_ps(), x);
+    return _mm256_div_ps(x, _mm256_add_ps(one, v_expf(neg_x)));
+}
+#define GGRUN_VSILU 8
+#endif
+
+static inline float silu_scalar(float x) { return x / (1.0f + expf(-x)); }
+
+// g, u: [n] f32 → y[n] = silu(g) · u   (y may alias g)
+void ggrun_swiglu(float *y, const float *g, const float *u, int64_t n) {
+    int64_t i = 0;
+#if GGRUN_VSILU == 16
+    for (; i + 15 < n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(v_silu(_mm512_loadu_ps(g + i)), _mm512_loadu_ps(u + i)));
+#elif GGRUN_VSILU == 8
+    for (; i + 7 < n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(v_silu(_mm256_loadu_ps(g + i)), _mm256_loadu_ps(u + i)));
+#endif
+    for (; i < n; i++) y[i] = silu_scalar(g[i]) * u[i];
+}
+
+// ---------------------------------------------------------------------------------------
+// RMSNorm as ggml: squares in float summed in double, in order; then (x·scale)·w.
+// x, y: [n_rows, n] f32 (y may alias x); w: [n] f32.
+void ggrun_rms_norm(float *y, const float *x, const float *w, int64_t n_rows, int64_t n, float eps) {
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; i++) sum += (double)(xr[i] * xr[i]);
+        const float mean = sum / n;
+        const float scale = 1.0f / sqrtf(mean + eps);
+        for (int64_t i = 0; i < n; i++) yr[i] = xr[i] * scale * w[i];
+    }
+}

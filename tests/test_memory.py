@@ -1,0 +1,28 @@
+"""A run keeps the weights mapped, not copied: peak RSS ≤ weights + KV cache + 300 MB."""
+
+import os
+import resource
+import subprocess
+import sys
+
+
+def test_peak_rss_of_a_run(smollm2_path):
+    from ggrun.config import ModelConfig
+    from ggrun.gguf_file import GGUFFile
+
+    f = GGUFFile(smollm2_path)
+    n_ctx = 512
+    kv = ModelConfig.from_gguf(f).kv_cache_bytes(n_ctx)
+    code = (
+        "import resource, sys\n"
+        "from ggrun.cli import main\n"
+        f"rc = main(['run', '-m', {smollm2_path!r}, '-c', '{n_ctx}', '-n', '16', '--temp', '0', '-p', 'def fib(n):'])\n"
+        "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(rc)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    peak = int(r.stdout.split("MAXRSS")[-1].split()[0]) * 1024
+    budget = f.tensor_bytes + kv + 300 * 2**20
+    print(f"peak RSS {peak / 2**20:.0f} MiB, budget {budget / 2**20:.0f} MiB")
+    assert peak <= budget
