@@ -118,7 +118,7 @@ class Engine:
         self.tokenizer = tokenizer
         self.n_ctx = n_ctx
         self.n_batch = n_batch
-        self.cache = KVCache(model.cfg, n_ctx, n_seq)
+        self.cache = KVCache(model.cfg, n_ctx, n_seq, device=model.device)
         self.load_ms = load_ms
         self.path = path
 
@@ -176,9 +176,10 @@ class Engine:
     # --- generation ------------------------------------------------------------------
     def generate(self, prompt: Sequence[int], params: SamplingParams | None = None, max_tokens: int = -1,
                  stop: Sequence[str] = (), slot: int = 0, logprobs: int | None = None,
-                 ignore_eos: bool = False) -> Iterator[Event]:
-        """Generate from ``prompt`` (token ids) until an end-of-generation token, a stop
-        string, ``max_tokens`` (-1: until the context is full) or the end of the context."""
+                 ignore_eos: bool = False, stop_ids: Sequence[int] = ()) -> Iterator[Event]:
+        """Generate from ``prompt`` (token ids) until an end-of-generation token (or one of
+        ``stop_ids``, e.g. a chat template's end of turn), a stop string, ``max_tokens``
+        (-1: until the context is full) or the end of the context."""
         params = params or SamplingParams()
         if not prompt:
             raise ContextError("the prompt is empty")
@@ -204,7 +205,7 @@ class Engine:
             lp, top = token_logprobs(logits, tok, logprobs) if logprobs is not None else (None, None)
             tm.sample_ms += (time.perf_counter() - ts) * 1e3
             tm.sample_n += 1
-            if self.tokenizer.is_eog(tok) and not ignore_eos:
+            if (self.tokenizer.is_eog(tok) and not ignore_eos) or tok in stop_ids:
                 finish = "stop"
                 break
             n_gen += 1
