@@ -14,6 +14,16 @@ import torch
 GOLDEN = Path(__file__).parent / "data" / "golden"
 
 
+def _same_cpu_family_as_golden() -> bool:
+    """The goldens come from llama.cpp's AVX-512 code paths (this machine kind): on such a CPU
+    ggrun's numerics are llama.cpp's bit for bit; elsewhere only close."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return all(f in flags for f in ("avx512f", "avx512dq", "avx512_vnni"))
+
+
 @pytest.fixture(scope="module")
 def golden():
     return json.loads((GOLDEN / "smollm2_q4_1_greedy.json").read_text())
@@ -48,7 +58,10 @@ def test_last_logits_close_to_llama_cpp(engine, golden):
         assert int(lg.argmax()) == int(ref.argmax())
         rels.append(float((lg - ref).norm() / ref.norm()))
     print("relative L2 of last-position logits vs llama.cpp:", [f"{r:.1e}" for r in rels])
-    assert max(rels) < 0.05
+    if _same_cpu_family_as_golden():
+        assert max(rels) == 0.0          # bit for bit: every op reproduces llama.cpp's rounding
+    else:
+        assert max(rels) < 0.05
 
 
 def test_greedy_64_tokens_identical_to_llama_cpp(engine, golden):
@@ -67,4 +80,6 @@ def test_greedy_64_tokens_identical_to_llama_cpp(engine, golden):
         first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
         report.append("same" if same else f"differs at {first}")
     print("greedy vs llama.cpp:", report)
-    assert identical >= 7, report
+    assert identical >= 7, report            # the issue's floor
+    if _same_cpu_family_as_golden():
+        assert identical == 8, report

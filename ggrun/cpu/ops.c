@@ -20,6 +20,10 @@
 #include <string.h>
 #include <stdlib.h>
 
+// e[i] = exp(x[i] - max) for 64 scores as ggml_vec_soft_max_f32 computes them (its vector expf,
+// one float reduction per vector, summed in double). Defined below, after the vector expf.
+static double softmax64(float *x, float max);
+
 static inline float h2f(uint16_t h) {
     _Float16 x; memcpy(&x, &h, 2); return (float)x;
 }
@@ -104,13 +108,7 @@ static void tiled_row(const float *q, const uint16_t *k, const uint16_t *v, int 
             S *= ms;
         }
         M = Mnew;
-        double sum = 0.0;
-        for (int tk = 0; tk < 64; tk++) {
-            float e = kq[tk] == -INFINITY ? 0.0f : expf(kq[tk] - Mnew);
-            kq[tk] = e;
-            sum += (double)e;
-        }
-        S = (float)((double)S + sum);
+        S = (float)((double)S + softmax64(kq, Mnew));
         for (int tk = 0; tk < tile; tk++) {
             if (kq[tk] == 0.0f) continue;
             const uint16_t *vr = v + (int64_t)(ic + tk) * kv_stride;
@@ -324,4 +322,31 @@ void ggrun_rms_norm(float *y, const float *x, const float *w, int64_t n_rows, in
         const float scale = 1.0f / sqrtf(mean + eps);
         for (int64_t i = 0; i < n; i++) yr[i] = xr[i] * scale * w[i];
     }
+}
+
+static double softmax64(float *x, float max) {
+    double sum = 0.0;
+    int i = 0;
+#if GGRUN_VSILU == 16
+    for (; i + 15 < 64; i += 16) {
+        __m512 val = v_expf(_mm512_sub_ps(_mm512_loadu_ps(x + i), _mm512_set1_ps(max)));
+        _mm512_storeu_ps(x + i, val);
+        sum += (double)_mm512_reduce_add_ps(val);
+    }
+#elif GGRUN_VSILU == 8
+    for (; i + 7 < 64; i += 8) {
+        __m256 val = v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(max)));
+        _mm256_storeu_ps(x + i, val);
+        __m128 v2 = _mm_add_ps(_mm256_extractf128_ps(val, 1), _mm256_castps256_ps128(val));
+        v2 = _mm_add_ps(v2, _mm_movehl_ps(v2, v2));
+        v2 = _mm_add_ss(v2, _mm_movehdup_ps(v2));
+        sum += (double)_mm_cvtss_f32(v2);
+    }
+#endif
+    for (; i < 64; i++) {
+        float e = expf(x[i] - max);
+        x[i] = e;
+        sum += (double)e;
+    }
+    return sum;
 }
