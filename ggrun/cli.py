@@ -85,10 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-escape", dest="escape", action="store_false")
     run.add_argument("-r", "--reverse-prompt", action="append", default=[], help="stop at this string (repeatable)")
     run.add_argument("--ignore-eos", action="store_true")
+    run.add_argument("--verbose-prompt", action="store_true", help="print the prompt's tokens before generating")
     run.add_argument("-cnv", "--conversation", action="store_true", help="chat: apply the model's chat template")
     run.add_argument("-st", "--single-turn", action="store_true", help="with -cnv: answer the prompt once and exit")
     run.add_argument("-sys", "--system-prompt", default=None, help="system message for the chat template")
-    run.add_argument("--verbose-prompt", action="store_true", help="print the prompt's tokens before generating")
+    from .commands.chat import add_chat_args
+    from .prompt_cache import add_prompt_cache_args
+
+    add_chat_args(run, run_flags=True)        # -i, -ins, --in-prefix/--in-suffix, --chat-template[-file], --keep
+    add_prompt_cache_args(run)                # --prompt-cache FILE, --prompt-cache-all, --prompt-cache-ro
 
     tok = sub.add_parser("tokenize", help="print the tokens of a text (like llama-tokenize)")
     tok.add_argument("-m", "--model", default=None)
@@ -162,6 +167,10 @@ def cmd_run(args) -> int:
     from .loader import load
     from .sampling import SamplingParams
 
+    if args.interactive or args.interactive_first or args.instruct or args.conversation:
+        from .commands.chat import run_from_cli
+
+        return run_from_cli(args)
     prompt = _read_prompt(args)
     if args.escape and not args.file:
         prompt = unescape(prompt)
@@ -172,39 +181,49 @@ def cmd_run(args) -> int:
     eng = load(args.model, n_ctx=args.ctx_size, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
                n_batch=args.batch_size)
     tok = eng.tokenizer
-    if args.conversation:
-        from .chat import render_for
-
-        messages = ([{"role": "system", "content": args.system_prompt}] if args.system_prompt else [])
-        messages.append({"role": "user", "content": prompt})
-        text = render_for(tok, eng.gguf.metadata, messages, add_generation_prompt=True)
-        ids = tok.encode(text, add_bos=None, parse_special=True)
-        if tok.bos_id is not None and len(ids) > 1 and ids[0] == tok.bos_id and ids[1] == tok.bos_id:
-            ids = ids[1:]                       # the template and add_bos both gave one: keep one
-        if not args.single_turn:
-            print("ggrun: interactive chat comes with `ggrun chat`; answering once (-st)", file=sys.stderr)
-    else:
-        text = prompt
-        ids = tok.encode(text, add_bos=None, parse_special=True)
+    text = prompt
+    ids = tok.encode(text, add_bos=None, parse_special=True)
     if not ids:
         raise GGRunError("the prompt is empty: pass -p TEXT or -f FILE")
     if args.verbose_prompt:
         print(f"prompt: {text!r}\nnumber of tokens in prompt = {len(ids)}", file=sys.stderr)
         for i in ids:
             print(f"{i:6d} -> '{tok.token_to_piece(i).decode('utf-8', 'replace')}'", file=sys.stderr)
+    pc, generated = None, []
+    if args.prompt_cache:
+        from .prompt_cache import PromptCacheRun
+
+        pc = PromptCacheRun(eng, args.prompt_cache, ids, save_all=args.prompt_cache_all,
+                            read_only=args.prompt_cache_ro)
+        pc.load()
     out = sys.stdout
     if not args.no_display_prompt:
         out.write((ANSI_PROMPT + text + ANSI_RESET) if args.color else text)
         out.flush()
     timings = None
-    for ev in eng.generate(ids, params, max_tokens=args.n_predict, stop=args.reverse_prompt, ignore_eos=args.ignore_eos):
-        if ev.text:
-            out.write(ev.text)
-            out.flush()
-        if ev.finish_reason:
-            timings = ev.timings
-            if ev.finish_reason == "length" and args.n_predict < 0:
-                print(f"\nggrun: the context of {eng.n_ctx} tokens is full (-c)", file=sys.stderr)
+    if args.keep is None:
+        events = eng.generate(ids, params, max_tokens=args.n_predict, stop=args.reverse_prompt,
+                              ignore_eos=args.ignore_eos)
+    else:                                     # llama.cpp's context shift when the context fills
+        from .prompt_cache import generate_with_shift
+
+        events = generate_with_shift(eng, ids, params, max_tokens=args.n_predict, stop=args.reverse_prompt,
+                                     n_keep=args.keep, ignore_eos=args.ignore_eos)
+    try:
+        for ev in events:
+            if ev.token is not None:
+                generated.append(ev.token)
+            if ev.text:
+                out.write(ev.text)
+                out.flush()
+            if ev.finish_reason:
+                timings = ev.timings
+                if ev.finish_reason == "length" and args.n_predict < 0:
+                    print(f"\nggrun: the context of {eng.n_ctx} tokens is full (-c; --keep N shifts it)",
+                          file=sys.stderr)
+    finally:
+        if pc is not None:
+            pc.save(generated)
     out.write("\n")
     out.flush()
     if timings is not None:
