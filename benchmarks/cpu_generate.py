@@ -50,10 +50,14 @@ def main() -> int:
 
     theirs = {}
     if not args.skip_llama_cpp:
+        import os
+
         from llama_cpp import find_llama_cpp, llama_bench
 
-        bindir = find_llama_cpp(args.llama_cpp)
-        for r in llama_bench(model, threads=args.threads, p=args.n_prompt, n=args.n_gen, r=args.repetitions, bindir=bindir):
+        if args.llama_cpp:
+            os.environ["LLAMA_CPP_DIR"] = args.llama_cpp
+        bindir = find_llama_cpp()
+        for r in llama_bench(model, threads=args.threads, p=args.n_prompt, n=args.n_gen, r=args.repetitions, bin_dir=bindir):
             theirs[r["test"]] = (r["avg_ts"], r["stdev_ts"])
 
     print(f"model: {d['model']} ({d['size_str']}), {Path(model).name}; threads {args.threads}; "

@@ -49,6 +49,12 @@ class CPUBackend:
                         cpu_ops.reason())
         self.rope_dim = 0
         self.rope_cache: torch.Tensor | None = None
+        self._plans: dict[tuple[int, ...], object] = {}
+        if self.kind == "c":
+            self.k.set_num_threads(self.n_threads)
+            # the C kernels and ops run their own threads; torch's pool would only fight them
+            # for the same cores on the small element-wise ops that remain
+            torch.set_num_threads(1)
 
     def prepare(self, cfg, max_pos: int) -> None:
         """Rope table [max_pos, rope_dim] as interleaved (cos, sin), computed as ggml does."""
@@ -79,13 +85,26 @@ class CPUBackend:
 
         return get_rows(w.data, w.ggml_type, tokens)
 
+    def _plan(self, ws: tuple[QuantWeight, ...]):
+        """One C call for weights sharing an input (fused QKV, gate/up), built once per group."""
+        key = tuple(id(w) for w in ws)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self.k.FusedMatmul([(w.data, w.ggml_type) for w in ws])
+        return plan
+
     def matmul(self, w: QuantWeight, x: torch.Tensor) -> torch.Tensor:
         """x [M, K] f32 → x @ W^T [M, N] f32."""
+        if self.kind == "c":
+            return self._plan((w,))(x.contiguous())
         return self.k.matmul(w.data, w.ggml_type, x.contiguous(), n_threads=self.n_threads)
 
     def matmul_many(self, ws: list[QuantWeight], x: torch.Tensor) -> list[torch.Tensor]:
         """Several weights applied to the same input (fused QKV, gate/up): x quantized once."""
         x = x.contiguous()
+        if self.kind == "c":
+            plan = self._plan(tuple(ws))
+            return plan.split(plan(x))
         many = getattr(self.k, "matmul_multi", None)
         if many is not None:
             return many([(w.data, w.ggml_type) for w in ws], x, n_threads=self.n_threads)
