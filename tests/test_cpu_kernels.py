@@ -345,7 +345,8 @@ def test_fallback_builds(flags, isa):
 
 def _find_libggml_cpu():
     cands = [os.environ.get("GGRUN_LIBGGML_CPU", "")]
-    cands += glob.glob("/work/ref/*/llama.cpp/build/bin/libggml-cpu.so")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cands += glob.glob(os.path.join(repo, ".cache", "llama.cpp", "*", "llama.cpp", "build", "bin", "libggml-cpu.so"))
     for c in cands:
         if c and os.path.isfile(c):
             return c

@@ -131,3 +131,14 @@ def test_vocab_only_file_opens(vocab_dir):
     f = GGUFFile(vocab_dir / "ggml-vocab-deepseek-coder.gguf")
     assert f.tensors == {}
     assert f.metadata["tokenizer.ggml.pre"] == "deepseek-coder"
+
+
+def test_gguf_v2_reads_like_v3(tiny_path, tmp_path):
+    raw = bytearray(open(tiny_path, "rb").read())
+    assert raw[4:8] == (3).to_bytes(4, "little")
+    raw[4:8] = (2).to_bytes(4, "little")
+    p = tmp_path / "v2.gguf"
+    p.write_bytes(bytes(raw))
+    a, b = GGUFFile(tiny_path), GGUFFile(p)
+    assert b.version == 2 and a.metadata == b.metadata
+    assert all(np.array_equal(a.tensors[n].data, b.tensors[n].data) for n in a.tensors)
