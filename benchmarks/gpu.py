@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """ggrun on one CUDA GPU: kernel checks, per-matrix matvec sweeps, whole decode steps.
 
-Run on the device (one call builds, checks and times everything):
+Run on the device (one call builds, checks and times everything, ≈ 160 s on an H200):
 
-    PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py [--quick] [--models 6.7b,33b] [--out DIR]
+    git apply .gpu_patches/offload.diff   # only for the -ngl section, until the lead merges it
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py [--quick] [--models 33b,6.7b] [--skip ...] [--out DIR]
 
-Prints a llama-bench-like table last; writes gpu_results.json (and the log) under --out.
+Sections, in order: checks of every kernel against the torch reference; `ggrun bench
+--synthetic` with the shipped tiles (fresh process); the matvec sweep (the committed kernel,
+frozen in benchmarks/matvec_v1.py, beside the new one over CFGS; winners go into matvec.TUNED);
+tg128 through GraphDecoder with v1 and with the new kernel on the same weights (logits compared);
+the 33B at -ngl 31. Prints tables last; writes gpu_results.json under --out after each section.
 Weights are random but valid GGUF blocks with the DeepSeek Coder shapes and llama.cpp's
 Q4_K_M mix, built in GPU memory. Anchors (llama.cpp CUDA, same H200, fa on):
 6.7B tg128 265.7 t/s, 33B tg128 70.9 t/s; copy bandwidth 4.227 TB/s.
@@ -22,6 +27,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # matvec_v1
 
 import torch  # noqa: E402
 
@@ -110,7 +116,6 @@ def rel(a, b) -> float:
 
 @section
 def check_kernels():
-    from ggrun.kernels.attention import decode_attention
     from ggrun.kernels.dequant import dequantize
     from ggrun.kernels.matvec import matvec_q
     from ggrun.kernels.quantize_x import quantize_x
@@ -118,7 +123,10 @@ def check_kernels():
 
     g = torch.Generator(device="cuda").manual_seed(1)
     bad = []
+    # (M, cfg, split): the defaults, a one-row tile with prefetch, a wide tile without, split-K (atomics)
+    full = [(1, None, None), (1, (1, 8, 2, 1), 1), (1, (2, 4, 4, 1), 3), (3, None, 3), (8, None, 1)]
     for t in (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0):
+        cases = full if t in (Q4_K, Q6_K) else [(1, None, None), (3, None, 3)]
         for (N, K) in ((333, 768), (1031, 2816)):
             raw = random_blocks(N, K, t, device="cuda", generator=g)
             p = layout.pack(raw, t)
@@ -127,23 +135,25 @@ def check_kernels():
             e_dq = (dequantize(p, dtype=torch.float32) - W).abs().max().item() / W.abs().max().item()
             ids = torch.randint(0, N, (7,), device="cuda", generator=g)
             e_rows = (dequantize(p, ids=ids, dtype=torch.float32) - W[ids]).abs().max().item() / W.abs().max().item()
-            for M in (1, 3, 8):
+            worst = 0.0
+            for M, cfg, split in cases:
                 x = torch.randn(M, K, device="cuda", generator=g)
                 qx = quantize_x(x)
                 ref = qx_dequant(qx) @ W.T
-                for split in (None, 1, 3):
-                    y = torch.full((M, N), float("nan"), device="cuda")
-                    matvec_q(p, qx, out=y, split=split)
-                    e = rel(y, ref)
-                    e_f = rel(y, x @ W.T)
-                    y0 = torch.randn(M, N, device="cuda", generator=g)
-                    y1 = y0.clone()
-                    matvec_q(p, qx, out=y1, acc=True, split=split)
-                    e_acc = rel(y1 - y0, ref)
-                    ok = e < 1e-5 and e_acc < 1e-4 and e_f < 3e-2 and e_dq < 1e-6 and e_rows < 1e-6
-                    if not ok:
-                        bad.append((TYPE_NAMES[t], N, K, M, split, e, e_acc, e_f, e_dq, e_rows))
-            log(f"{TYPE_NAMES[t]} {N}x{K}: matvec rel err vs q8-x ref {e:.1e}, vs f32-x ref {e_f:.1e}; dequant {e_dq:.1e}")
+                y = torch.full((M, N), float("nan"), device="cuda")
+                matvec_q(p, qx, out=y, cfg=cfg, split=split)
+                e = rel(y, ref)
+                e_f = rel(y, x @ W.T)
+                y0 = torch.randn(M, N, device="cuda", generator=g)
+                y1 = y0.clone()
+                matvec_q(p, qx, out=y1, acc=True, cfg=cfg, split=split)
+                e_acc = rel(y1 - y0, ref)
+                worst = max(worst, e)
+                ok = e < 1e-5 and e_acc < 1e-4 and e_f < 3e-2 and e_dq < 1e-6 and e_rows < 1e-6
+                if not ok:
+                    bad.append((TYPE_NAMES[t], N, K, M, cfg, split, e, e_acc, e_f, e_dq, e_rows))
+            log(f"{TYPE_NAMES[t]} {N}x{K}: matvec worst rel err vs q8-x ref {worst:.1e} over {len(cases)} cases; "
+                f"dequant {e_dq:.1e}")
     # fused norm / swiglu quantization
     x = torch.randn(2, 4096, device="cuda", generator=g) * 3
     nw = torch.rand(4096, device="cuda", generator=g) + 0.5
@@ -194,23 +204,30 @@ def check_attention():
     log("ATTENTION CHECKS:", "all passed" if not bad else f"{len(bad)} FAILED: {bad}")
 
 
+# every matrix shape a decode token of these models runs (q/k/v and gate/up stacked as GraphDecoder does)
 MV_SHAPES = {
-    "deepseek-coder-6.7b": [("attn_q/o", 4096, 4096, Q4_K), ("qkv fused", 12288, 4096, Q4_K),
-                            ("attn_v", 4096, 4096, Q6_K), ("gate+up fused", 22016, 4096, Q4_K),
-                            ("ffn_down", 4096, 11008, Q4_K), ("ffn_down", 4096, 11008, Q6_K),
-                            ("output", 32256, 4096, Q6_K)],
-    "deepseek-coder-33b": [("attn_q/o", 7168, 7168, Q4_K), ("qk fused", 8192, 7168, Q4_K),
-                           ("attn_k/v", 1024, 7168, Q4_K), ("attn_v", 1024, 7168, Q6_K),
-                           ("gate+up fused", 38400, 7168, Q4_K), ("ffn_down", 7168, 19200, Q4_K),
+    "deepseek-coder-6.7b": [("wo", 4096, 4096, Q4_K), ("qkv stacked", 12288, 4096, Q4_K),
+                            ("qk stacked", 8192, 4096, Q4_K), ("attn_v", 4096, 4096, Q6_K),
+                            ("gate+up stacked", 22016, 4096, Q4_K), ("ffn_down", 4096, 11008, Q4_K),
+                            ("ffn_down", 4096, 11008, Q6_K), ("output", 32256, 4096, Q6_K)],
+    "deepseek-coder-33b": [("wo", 7168, 7168, Q4_K), ("qkv stacked", 9216, 7168, Q4_K),
+                           ("qk stacked", 8192, 7168, Q4_K), ("attn_v", 1024, 7168, Q6_K),
+                           ("gate+up stacked", 38400, 7168, Q4_K), ("ffn_down", 7168, 19200, Q4_K),
                            ("ffn_down", 7168, 19200, Q6_K), ("output", 32256, 7168, Q6_K)],
 }
-CFGS = {Q4_K: [(8, 4, 4), (4, 4, 4), (8, 2, 4), (8, 8, 4), (16, 2, 4), (16, 4, 8), (32, 2, 8), (8, 4, 8)],
-        Q6_K: [(8, 2, 4), (4, 2, 4), (8, 4, 4), (16, 2, 8), (16, 1, 4), (32, 1, 8), (8, 4, 8)]}
+# (BN rows, BB blocks per step, warps, prefetch)
+CFGS = {Q4_K: [(8, 8, 4, 1), (8, 4, 4, 0), (4, 8, 4, 0), (16, 4, 4, 0), (16, 4, 8, 0), (16, 8, 8, 1), (8, 4, 4, 1),
+               (8, 8, 4, 0), (8, 4, 8, 0), (4, 8, 2, 1), (8, 4, 2, 0), (2, 8, 2, 1), (2, 16, 4, 1), (16, 2, 4, 0)],
+        Q6_K: [(8, 4, 4, 1), (2, 4, 2, 1), (2, 8, 4, 1), (4, 8, 8, 1), (16, 4, 8, 1), (16, 2, 4, 1), (8, 4, 8, 1),
+               (8, 8, 8, 1), (4, 4, 2, 1), (2, 8, 2, 1), (1, 4, 1, 1), (8, 2, 2, 1), (4, 2, 2, 0), (16, 4, 4, 1)]}
 
 
 @section
 def sweep_matvec(models, quick=False):
-    from ggrun.kernels.matvec import DEFAULT_CFG, matvec_q
+    """Per matrix: the committed kernel (benchmarks/matvec_v1.py, its default tile) and the new one
+    over CFGS × splits, GB/s of weight bytes; the best tile of each shape goes into matvec.TUNED."""
+    import matvec_v1
+    from ggrun.kernels import matvec as mv
     from ggrun.kernels.quantize_x import quantize_x
     from ggrun.kernels.testing import random_blocks
 
@@ -225,27 +242,33 @@ def sweep_matvec(models, quick=False):
             x = torch.randn(1, K, device="cuda")
             qx = quantize_x(x)
             y = torch.empty(1, N, device="cuda")
+            ms_v1 = graph_time([lambda i=i: matvec_v1.matvec_q(packs[i % R], qx, out=y) for i in range(2 * R)])
             res = []
-            for cfg in (CFGS[t][:2] if quick else CFGS[t]):
-                for split in (None, 1):
+            splits = (1, 2, 4) if N <= 2048 else (1,)
+            for cfg in (CFGS[t][:3] if quick else CFGS[t]):
+                for split in splits:
                     try:
-                        ms = graph_time([lambda i=i: matvec_q(packs[i % R], qx, out=y, cfg=cfg, split=split)
+                        ms = graph_time([lambda i=i: mv.matvec_q(packs[i % R], qx, out=y, cfg=cfg, split=split)
                                          for i in range(2 * R)])
                         res.append((nbytes / ms / 1e6, cfg, split, ms))
                     except Exception as e:  # a config may not compile
                         log(f"  {label} {cfg} split={split}: {e!r}"[:200])
-            default = [r for r in res if r[1] == DEFAULT_CFG[t] and r[2] is None]
             best = max(res)
+            mv.set_tuned(t, N, K, best[1], best[2])
             row = dict(model=model, matrix=label, type=TYPE_NAMES[t], N=N, K=K, mb=nbytes / 1e6,
-                       default_gbs=default[0][0] if default else None, best_gbs=best[0], best_cfg=best[1],
-                       best_split=best[2], best_us=best[3] * 1e3)
+                       v1_gbs=nbytes / ms_v1 / 1e6, v1_us=ms_v1 * 1e3, best_gbs=best[0], best_cfg=best[1],
+                       best_split=best[2], best_us=best[3] * 1e3,
+                       all=[(round(r[0]), r[1], r[2]) for r in sorted(res, reverse=True)])
             rows.append(row)
-            log(f"{model:20s} {label:14s} {TYPE_NAMES[t]} {N:6d}x{K:<6d} {nbytes / 1e6:7.1f} MB  default "
-                f"{row['default_gbs'] or 0:6.0f} GB/s  best {best[0]:6.0f} GB/s ({best[0] / 1e3 / COPY_TBS:4.0%}) "
-                f"cfg={best[1]} split={best[2]} {best[3] * 1e3:7.1f} us")
+            log(f"{model:20s} {label:15s} {TYPE_NAMES[t]} {N:6d}x{K:<6d} {nbytes / 1e6:6.1f} MB  v1 "
+                f"{row['v1_gbs']:5.0f} GB/s {ms_v1 * 1e3:6.1f} us | new {best[0]:5.0f} GB/s ({best[0] / 1e3 / COPY_TBS:4.0%}) "
+                f"{best[3] * 1e3:6.1f} us cfg={best[1]} split={best[2]}; next: "
+                + ", ".join(f"{g:.0f}{c}/{sp}" for g, c, sp, _ in sorted(res, reverse=True)[1:4]))
             del packs
             torch.cuda.empty_cache()
     RESULTS["matvec"] = rows
+    RESULTS["tuned"] = {f"{TYPE_NAMES[k[0]]} {k[1]}x{k[2]}": v for k, v in mv.TUNED.items()}
+    save()
 
 
 @section
@@ -306,8 +329,21 @@ def step_breakdown(models):
     RESULTS["breakdown"] = out
 
 
+def _tg(dec, n_gen: int, reps: int) -> list[float]:
+    tps = []
+    for _ in range(reps + 1):
+        dec.reset(100, 0)
+        ms = events_ms(lambda: dec.decode(n_gen), 1)[0]
+        tps.append(n_gen / ms * 1e3)
+    return tps[1:]
+
+
 @section
-def decode_model(shape: str, check: bool, n_gen: int = 128, reps: int = 3, pp: int = 512):
+def decode_model(shape: str, check: bool, n_gen: int = 128, reps: int = 3):
+    """tg128 through GraphDecoder with the committed matvec (v1) and the new one (tuned tiles),
+    same weights, same run; logits of the two compared, and the new one against model.py."""
+    import matvec_v1
+    from ggrun.backends import cuda as cuda_mod
     from ggrun.backends.cuda import CUDABackend, GraphDecoder
     from ggrun.kernels.testing import synthetic_config, synthetic_llama
 
@@ -318,22 +354,42 @@ def decode_model(shape: str, check: bool, n_gen: int = 128, reps: int = 3, pp: i
     w = synthetic_llama(cfg, "Q4_K_M", device="cuda", seed=3)
     torch.cuda.synchronize()
     wbytes = w.n_bytes
-    log(f"{shape}: built {wbytes / 1e9:.3f} GB of Q4_K_M weights in {time.time() - t0:.1f} s "
-        f"(llama.cpp file {ANCHORS[shape][1] / 1e9:.3f} GB); allocated {torch.cuda.memory_allocated() / 1e9:.2f} GB")
-    dec = GraphDecoder(cfg, w, n_ctx=1024, device="cuda")
-    log(f"after GraphDecoder: allocated {torch.cuda.memory_allocated() / 1e9:.2f} GB")
-    t0 = time.time()
-    dec.capture()
-    torch.cuda.synchronize()
-    log(f"captured in {time.time() - t0:.1f} s")
+    log(f"{shape}: built {wbytes / 1e9:.3f} GB of Q4_K_M weights in {time.time() - t0:.1f} s; "
+        f"allocated {torch.cuda.memory_allocated() / 1e9:.2f} GB")
     res = dict(model=shape, weight_gb=wbytes / 1e9)
+    decs = {}
+    new_mv = cuda_mod.matvec_q
+    for name, fn in (("v1", matvec_v1.matvec_q), ("new", new_mv)):
+        cuda_mod.matvec_q = fn
+        try:
+            dec = GraphDecoder(cfg, w, n_ctx=1024, device="cuda")
+            dec.capture()
+        finally:
+            cuda_mod.matvec_q = new_mv
+        tps = _tg(dec, n_gen, reps)
+        res[f"tg_{name}"], res[f"tg_{name}_sd"] = statistics.mean(tps), statistics.stdev(tps) if len(tps) > 1 else 0.0
+        log(f"{shape} [{name}]: tg{n_gen} {res[f'tg_{name}']:.1f} ± {res[f'tg_{name}_sd']:.1f} t/s "
+            f"({res[f'tg_{name}'] * wbytes / 1e9:.0f} GB/s)")
+        decs[name] = dec
+    # the two decoders token by token from the same start: logits and greedy tokens
+    errs, agree = [], 0
+    decs["v1"].reset(100, 0)
+    decs["new"].reset(100, 0)
+    for _ in range(16):
+        decs["v1"].graph.replay()
+        decs["new"].graph.replay()
+        errs.append(rel(decs["new"].logits, decs["v1"].logits))
+        agree += int(decs["new"].tok.item() == decs["v1"].tok.item())
+        decs["v1"].tok.copy_(decs["new"].tok)
+    res["new_vs_v1_rel_err"], res["new_vs_v1_top1"] = max(errs), f"{agree}/16"
+    log(f"new vs v1 decoder: max logits rel err {max(errs):.2e}, top-1 {agree}/16")
     if check:
-        # same weights through the eager model.py path with CUDABackend (cuBLAS/SDPA/torch RoPE)
         from ggrun.model import KVCache, LlamaModel, SeqChunk
         be = CUDABackend("cuda")
         w2 = synthetic_llama(cfg, "Q4_K_M", device="cuda", seed=3)
         lm = LlamaModel(cfg, w2, be, max_pos=64)
         cache = KVCache(cfg, 64, device="cuda")
+        dec = decs["new"]
         dec.reset(100, 0)
         tok, errs, agree = 100, [], 0
         for p in range(6):
@@ -344,53 +400,50 @@ def decode_model(shape: str, check: bool, n_gen: int = 128, reps: int = 3, pp: i
             tok = dec.tok.item()
         res["check_logits_rel_err"] = max(errs)
         res["check_top1_agree"] = f"{agree}/6"
-        log(f"graph decode vs eager model.py+CUDABackend: max logits rel err {max(errs):.2e}, top-1 {agree}/6")
+        log(f"graph decode (new) vs eager model.py+CUDABackend: max logits rel err {max(errs):.2e}, top-1 {agree}/6")
         del lm, w2, cache, be
-        torch.cuda.empty_cache()
-    # tg: n_gen tokens from an empty context, graph replays, no host sync inside
-    tps = []
-    for _ in range(reps + 1):
-        dec.reset(100, 0)
-        ms = events_ms(lambda: dec.decode(n_gen), 1)[0]
-        tps.append(n_gen / ms * 1e3)
-    tps = tps[1:]
-    dec.graph = None
-    dec.reset(100, 0)
-    eager = events_ms(lambda: dec.decode(8), 2)[-1] / 8
     limit = RESULTS.get("copy_tbs", COPY_TBS) * 1e12 / wbytes
-    res.update(tg=statistics.mean(tps), tg_sd=statistics.stdev(tps) if len(tps) > 1 else 0.0, eager_ms=eager,
-               limit=limit, anchor=ANCHORS[shape][0], peak_gb=torch.cuda.max_memory_allocated() / 1e9)
-    log(f"{shape}: tg{n_gen} {res['tg']:.1f} ± {res['tg_sd']:.1f} t/s (graph); eager step {eager:.2f} ms; "
-        f"limit {limit:.0f} t/s; llama.cpp {ANCHORS[shape][0]}; {res['tg'] * wbytes / 1e9:.0f} GB/s; "
-        f"peak {res['peak_gb']:.1f} GB")
-    del dec
+    res.update(tg=res["tg_new"], tg_sd=res["tg_new_sd"], limit=limit, anchor=ANCHORS[shape][0],
+               peak_gb=torch.cuda.max_memory_allocated() / 1e9)
+    log(f"{shape}: limit {limit:.0f} t/s; llama.cpp {ANCHORS[shape][0]}; peak {res['peak_gb']:.1f} GB "
+        f"(two decoders' buffers and KV on one copy of the weights)")
+    del decs, dec, w
     torch.cuda.empty_cache()
-    # pp: prefill through model.py as it is today, with the CUDA backend (eager, dequant+cuBLAS)
-    try:
-        from ggrun.model import KVCache, LlamaModel, SeqChunk
-        be = CUDABackend("cuda")
-        lm = LlamaModel(cfg, w, be, max_pos=pp)
-        cache = KVCache(cfg, pp, device="cuda")
-        toks = torch.randint(0, cfg.n_vocab, (pp,))
-        lm.forward(toks[:16], [SeqChunk(0, 0, 16)], cache)
-        ms = events_ms(lambda: lm.forward(toks, [SeqChunk(0, 0, pp)], cache), 2)[-1]
-        res["pp"] = pp / ms * 1e3
-        log(f"{shape}: pp{pp} {res['pp']:.0f} t/s (model.py eager + CUDABackend: dequant→cuBLAS, SDPA)")
-    except Exception as e:
-        traceback.print_exc()
-        RESULTS["errors"].append(f"pp {shape}: {e!r}"[:300])
     RESULTS.setdefault("decode", []).append(res)
+    save()
+
+
+@section
+def bench_synthetic_run(spec: str, ngl: int, n_prompt, n_gen, reps: int, n_threads=None):
+    import io
+
+    from ggrun.bench_synthetic import bench_synthetic
+
+    buf = io.StringIO()
+    rows = bench_synthetic(spec, n_prompt=n_prompt, n_gen=n_gen, n_gpu_layers=ngl, repetitions=reps, file=buf,
+                           n_threads=n_threads)
+    log(buf.getvalue())
+    RESULTS.setdefault("bench_synthetic", []).append(dict(spec=spec, ngl=ngl, table=buf.getvalue(), rows=rows))
+    save()
+
+
+def save():
+    with open(os.path.join(OUT_DIR[0], "gpu_results.json"), "w") as f:
+        json.dump(RESULTS, f, indent=1, default=str)
+
+
+OUT_DIR = ["."]
 
 
 def table():
-    log("\n| model | size | backend | test | t/s | GB/s | % of limit | llama.cpp t/s | ratio |")
+    log("\n| model | size | test | v1 t/s | new t/s | GB/s | % of limit | llama.cpp t/s | ratio |")
     log("|---|---|---|---|---|---|---|---|---|")
     for r in RESULTS.get("decode", []):
-        log(f"| {r['model']} Q4_K_M (synthetic) | {r['weight_gb']:.2f} GB | CUDA ggrun | tg128 | "
+        log(f"| {r['model']} Q4_K_M (synthetic) | {r['weight_gb']:.2f} GB | tg128 | {r['tg_v1']:.1f} | "
             f"{r['tg']:.1f} ± {r['tg_sd']:.1f} | {r['tg'] * r['weight_gb']:.0f} | {r['tg'] / r['limit']:.0%} | "
             f"{r['anchor']} | {r['tg'] / r['anchor']:.2f}x |")
-        if "pp" in r:
-            log(f"| {r['model']} Q4_K_M (synthetic) | {r['weight_gb']:.2f} GB | CUDA ggrun | pp512 | {r['pp']:.0f} | | | | |")
+    for b in RESULTS.get("bench_synthetic", []):
+        log(b["table"])
     if RESULTS["errors"]:
         log("ERRORS:\n  " + "\n  ".join(RESULTS["errors"]))
 
@@ -398,10 +451,13 @@ def table():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--models", default="6.7b,33b")
-    ap.add_argument("--skip", default="", help="comma list of: check,check_attention,sweep,prefill,breakdown,decode")
+    ap.add_argument("--models", default="33b,6.7b")
+    ap.add_argument("--skip", default="check_attention,prefill,breakdown",
+                    help="comma list of: check,check_attention,sweep,prefill,breakdown,decode,bench,offload")
+    ap.add_argument("--ngl", type=int, default=31, help="the partial-offload run (33B shape)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     a = ap.parse_args()
+    OUT_DIR[0] = a.out
     models = [f"deepseek-coder-{m}" for m in a.models.split(",") if m]
     skip = set(a.skip.split(","))
     device_info()
@@ -410,6 +466,10 @@ def main():
         check_kernels()
     if "check_attention" not in skip:
         check_attention()
+    big = [m for m in models if m.endswith("33b")]
+    if "bench" not in skip:                       # first, in a fresh process: the shipped tiles (matvec.H200)
+        for m in models:
+            bench_synthetic_run(f"{m}:Q4_K_M", 99, [512], [128], 3)
     if "sweep" not in skip:
         sweep_matvec(models, a.quick)
     if "prefill" not in skip:
@@ -417,11 +477,12 @@ def main():
     if "breakdown" not in skip:
         step_breakdown(models)
     if "decode" not in skip:
-        for i, m in enumerate(models):
-            decode_model(m, check=(i == 0))
+        for m in models:
+            decode_model(m, check=m.endswith("6.7b"))
+    if "offload" not in skip and big:
+        bench_synthetic_run(f"{big[0]}:Q4_K_M", a.ngl, [], [16], 1, n_threads=os.cpu_count())
     table()
-    with open(os.path.join(a.out, "gpu_results.json"), "w") as f:
-        json.dump(RESULTS, f, indent=1, default=str)
+    save()
 
 
 if __name__ == "__main__":

@@ -50,6 +50,11 @@ def time_gen(eng, n: int) -> float:
 def run_bench(args) -> int:
     from .loader import load
 
+    if getattr(args, "synthetic", None):
+        from .bench_synthetic import run_synthetic_bench
+
+        return run_synthetic_bench(args)
+
     pps = args.n_prompt if args.n_prompt is not None else [512]
     tgs = args.n_gen if args.n_gen is not None else [128]
     n_ctx = max([p for p in pps] + [t for t in tgs] + [16]) + 16

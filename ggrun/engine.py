@@ -118,7 +118,8 @@ class Engine:
         self.tokenizer = tokenizer
         self.n_ctx = n_ctx
         self.n_batch = n_batch
-        self.cache = KVCache(model.cfg, n_ctx, n_seq, device=model.device)
+        self.cache = KVCache(model.cfg, n_ctx, n_seq, device=model.device,
+                             layer_devices=getattr(model, "layer_devices", None))
         self.load_ms = load_ms
         self.path = path
 

@@ -64,9 +64,21 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
 
     tok = Tokenizer.from_gguf(f)
     backend = _backend(n_gpu_layers, n_threads)
-    if backend.name == "CUDA":
-        _upload(weights, backend, f.path)
-    lm = LlamaModel(cfg, weights, backend, max_pos=n_ctx)
+    if backend.name == "CUDA" and 0 <= n_gpu_layers <= cfg.n_layer:
+        # partial offload (llama.cpp's -ngl N): the last N layers on the GPU, the rest and the
+        # output layer (it goes up only when N > n_layer) on the CPU backend
+        from .backends.cpu import CPUBackend
+        from .model import offload_plan
+
+        cpu = CPUBackend(n_threads)
+        layer_be, out_be = offload_plan(cfg.n_layer, n_gpu_layers, cpu, backend)
+        _upload(weights, backend, f.path, layers=[il for il, b in enumerate(layer_be) if b is backend],
+                output=out_be is backend)
+        lm = LlamaModel(cfg, weights, cpu, max_pos=n_ctx, layer_backends=layer_be, output_backend=out_be)
+    else:
+        if backend.name == "CUDA":
+            _upload(weights, backend, f.path)
+        lm = LlamaModel(cfg, weights, backend, max_pos=n_ctx)
     eng = Engine(lm, tok, n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, path=f.path)
     eng.gguf = f
     eng.load_ms = (time.perf_counter() - t0) * 1e3
@@ -94,27 +106,31 @@ def _backend(n_gpu_layers: int, n_threads: int | None):
                 return CPUBackend(n_threads)
             from .backends.cuda import CUDABackend
 
-            # all layers for now: partial offload (-ngl < n_layer) needs a per-layer backend in model.py
             return CUDABackend("cuda")
     return CPUBackend(n_threads)
 
 
-def _upload(weights: LlamaWeights, backend, path: str) -> None:
-    """Every matrix onto the GPU now (re-laid out, same bytes) and the norm vectors with them,
-    so a model that doesn't fit fails here, saying how many layers would."""
+def _upload(weights: LlamaWeights, backend, path: str, layers: list[int] | None = None, output: bool = True) -> None:
+    """The matrices of ``layers`` (default all) and, with ``output``, the output layer and the
+    embedding onto the GPU now (re-laid out, same bytes), the norm vectors with them, so a
+    model that doesn't fit fails here, saying how many layers would."""
     import torch
 
     dev = backend.device
+    ids = range(len(weights.layers)) if layers is None else layers
     done = 0
     try:
-        backend.upload([weights.token_embd, weights.output])
-        for L in weights.layers:
+        if output:
+            backend.upload([weights.output] + ([weights.token_embd] if layers is None else []))
+        for il in ids:
+            L = weights.layers[il]
             backend.upload([L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down])
             L.attn_norm, L.ffn_norm = L.attn_norm.to(dev), L.ffn_norm.to(dev)
             done += 1
-        weights.output_norm = weights.output_norm.to(dev)
+        if output:
+            weights.output_norm = weights.output_norm.to(dev)
     except torch.OutOfMemoryError:
         free, total = torch.cuda.mem_get_info(dev)
         raise ContextError(
             f"{path}: the model doesn't fit in GPU memory ({total / 2**30:.1f} GiB): {done} of "
-            f"{len(weights.layers)} layers were uploaded; use -ngl {max(0, done - 1)} or less") from None
+            f"{len(ids)} layers were uploaded; use -ngl {max(0, done - 1)} or less") from None

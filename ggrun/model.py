@@ -35,14 +35,22 @@ class KVCache:
     """K and V for ``n_seq`` sequences of up to ``n_ctx`` positions each.
 
     k, v: [n_layer, n_seq, n_ctx, n_head_kv, head_dim] (f16 by default, as llama.cpp).
-    Allocated lazily by the OS: untouched positions cost no RAM.
+    Allocated lazily by the OS: untouched positions cost no RAM. With ``layer_devices`` (one
+    device per layer, -ngl offload) each layer's part lies on its layer's device: k, v are then
+    ``LayerKV`` lists that index like the 5-d tensor.
     """
 
     def __init__(self, cfg: ModelConfig, n_ctx: int, n_seq: int = 1, dtype: torch.dtype = torch.float16,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", layer_devices=None):
         shape = (cfg.n_layer, n_seq, n_ctx, cfg.n_head_kv, cfg.head_dim)
-        self.k = torch.empty(shape, dtype=dtype, device=device)
-        self.v = torch.empty(shape, dtype=dtype, device=device)
+        devs = [torch.device(d) for d in layer_devices] if layer_devices is not None else []
+        if len(set(devs)) > 1:
+            self.k = LayerKV([torch.empty(shape[1:], dtype=dtype, device=d) for d in devs])
+            self.v = LayerKV([torch.empty(shape[1:], dtype=dtype, device=d) for d in devs])
+        else:
+            dev = devs[0] if devs else device
+            self.k = torch.empty(shape, dtype=dtype, device=dev)
+            self.v = torch.empty(shape, dtype=dtype, device=dev)
         self.n_ctx = n_ctx
         self.n_seq = n_seq
         self.tokens: list[list[int]] = [[] for _ in range(n_seq)]   # what each slot holds
@@ -50,6 +58,65 @@ class KVCache:
     @property
     def n_bytes(self) -> int:
         return self.k.numel() * self.k.element_size() * 2
+
+
+class LayerKV:
+    """One cache tensor kept as a tensor per layer ([n_seq, n_ctx, Hkv, hd] each, on the layer's
+    device) that indexes like [n_layer, n_seq, n_ctx, Hkv, hd]: ``t[il, ...]`` is layer il's
+    tensor (a view); ``t[a:b, ...]`` gathers layers onto the CPU; assignment scatters back."""
+
+    def __init__(self, layers: list[torch.Tensor]):
+        self.layers = layers
+
+    def _split(self, idx):
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        return idx[0], idx[1:]
+
+    def __getitem__(self, idx):
+        i, rest = self._split(idx)
+        if isinstance(i, int):
+            return self.layers[i][rest]
+        return torch.stack([t[rest].cpu() for t in self.layers[i]])
+
+    def __setitem__(self, idx, value) -> None:
+        i, rest = self._split(idx)
+        if isinstance(i, int):
+            t = self.layers[i]
+            t[rest] = value.to(t.device) if isinstance(value, torch.Tensor) else value
+            return
+        for j, t in enumerate(self.layers[i]):
+            t[rest] = value[j].to(t.device) if isinstance(value, torch.Tensor) else value
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.layers), *self.layers[0].shape))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.layers[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.layers[0].device
+
+    def numel(self) -> int:
+        return sum(t.numel() for t in self.layers)
+
+    def element_size(self) -> int:
+        return self.layers[0].element_size()
+
+
+def offload_plan(n_layer: int, n_gpu_layers: int, cpu_backend, gpu_backend) -> tuple[list, object]:
+    """llama.cpp's -ngl N: the last N repeating layers on ``gpu_backend``, the output layer too
+    when N > n_layer (-1: all); the rest on ``cpu_backend``. Returns (per-layer backends, output
+    backend)."""
+    n = n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
+    first = max(n_layer - n, 0)
+    layers = [cpu_backend if il < first else gpu_backend for il in range(n_layer)]
+    return layers, (gpu_backend if n > n_layer else cpu_backend)
 
 
 def rope_tables(cfg: ModelConfig, n_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,12 +178,22 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rope_dim: 
 class LlamaModel:
     """Forward pass of a llama-family model over a batch of sequence chunks."""
 
-    def __init__(self, cfg: ModelConfig, weights: LlamaWeights, backend, max_pos: int):
+    def __init__(self, cfg: ModelConfig, weights: LlamaWeights, backend, max_pos: int,
+                 layer_backends: list | None = None, output_backend=None):
+        """``backend`` runs everything by default; ``layer_backends`` (one per layer) and
+        ``output_backend`` move layers and the output projection elsewhere (-ngl offload, see
+        ``offload_plan``): the embedding lookup stays on ``backend``, and the activations move
+        to the next backend's device where it changes (once per boundary)."""
         self.cfg = cfg
         self.w = weights
         self.be = backend
-        self.device = torch.device(getattr(backend, "device", "cpu"))
-        backend.prepare(cfg, max_pos)                                # rope tables, scratch
+        self.device = _device(backend)
+        assert layer_backends is None or len(layer_backends) == cfg.n_layer
+        self.layer_backends = layer_backends
+        self.output_backend = output_backend
+        self.layer_devices = [_device(b) for b in layer_backends] if layer_backends else [self.device] * cfg.n_layer
+        for b in _unique([backend, output_backend, *(layer_backends or [])]):
+            b.prepare(cfg, max_pos)                                  # rope tables, scratch
         self.kq_scale = 1.0 / math.sqrt(cfg.head_dim)
 
     def forward(self, tokens: torch.Tensor, chunks: list[SeqChunk], cache: KVCache,
@@ -126,32 +203,55 @@ class LlamaModel:
         cfg, be = self.cfg, self.be
         N = tokens.shape[0]
         H, Hkv, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
-        pos = torch.cat([torch.arange(c.start, c.start + c.n, dtype=torch.int32) for c in chunks]).to(self.device)
+        pos_cpu = torch.cat([torch.arange(c.start, c.start + c.n, dtype=torch.int32) for c in chunks])
+        pos_on: dict[torch.device, torch.Tensor] = {}
+
+        def on(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+            return t if t.device == dev else t.to(dev)
 
         tokens = tokens.to(self.device)
         x = be.embed(self.w.token_embd, tokens)                                   # [N, D] f32
         for il, L in enumerate(self.w.layers):
-            h = be.rms_norm(x, L.attn_norm, cfg.rms_eps)                          # [N, D]
-            q, k, v = be.matmul_many([L.wq, L.wk, L.wv], h)                       # [N, H*hd], [N, Hkv*hd] ×2
-            q = be.rope(q.view(N, H, hd), pos)                                    # [N, H, hd]
-            k = be.rope(k.view(N, Hkv, hd), pos)                                  # [N, Hkv, hd]
+            lb = self.layer_backends[il] if self.layer_backends is not None else be
+            dev = self.layer_devices[il]
+            x = on(x, dev)                                                        # a boundary: [N, D] moves
+            pos = pos_on.setdefault(dev, on(pos_cpu, dev))                       # [N] int32
+            h = lb.rms_norm(x, L.attn_norm, cfg.rms_eps)                          # [N, D]
+            q, k, v = lb.matmul_many([L.wq, L.wk, L.wv], h)                       # [N, H*hd], [N, Hkv*hd] ×2
+            q = lb.rope(q.view(N, H, hd), pos)                                    # [N, H, hd]
+            k = lb.rope(k.view(N, Hkv, hd), pos)                                  # [N, Hkv, hd]
             v = v.view(N, Hkv, hd)
-            o = torch.empty(N, H, hd, dtype=torch.float32, device=self.device)     # [N, H, hd]
+            o = torch.empty(N, H, hd, dtype=torch.float32, device=dev)            # [N, H, hd]
             off = 0
             for c in chunks:
                 end = c.start + c.n
                 cache.k[il, c.slot, c.start:end] = k[off:off + c.n]                # f32 → f16 (RNE)
                 cache.v[il, c.slot, c.start:end] = v[off:off + c.n]
-                o[off:off + c.n] = be.attention(
+                o[off:off + c.n] = lb.attention(
                     q[off:off + c.n], cache.k[il, c.slot, :end], cache.v[il, c.slot, :end], c.start, self.kq_scale)
                 off += c.n
-            x = x + be.matmul(L.wo, o.view(N, H * hd))                              # [N, D]
-            h = be.rms_norm(x, L.ffn_norm, cfg.rms_eps)
-            g, u = be.matmul_many([L.w_gate, L.w_up], h)                           # [N, n_ff] ×2
-            x = x + be.matmul(L.w_down, be.swiglu(g, u))                           # [N, D]
+            x = x + lb.matmul(L.wo, o.view(N, H * hd))                              # [N, D]
+            h = lb.rms_norm(x, L.ffn_norm, cfg.rms_eps)
+            g, u = lb.matmul_many([L.w_gate, L.w_up], h)                           # [N, n_ff] ×2
+            x = x + lb.matmul(L.w_down, lb.swiglu(g, u))                           # [N, D]
 
+        ob = self.output_backend if self.output_backend is not None else be
+        dev = _device(ob)
         if logits_rows is None:
             logits_rows = torch.tensor([c.n for c in chunks]).cumsum(0) - 1
-        logits_rows = logits_rows.to(self.device)
-        x = be.rms_norm(x[logits_rows].contiguous(), self.w.output_norm, cfg.rms_eps)  # [R, D]
-        return be.matmul(self.w.output, x)                                         # [R, n_vocab]
+        x = on(x, dev)
+        logits_rows = logits_rows.to(dev)
+        x = ob.rms_norm(x[logits_rows].contiguous(), self.w.output_norm, cfg.rms_eps)  # [R, D]
+        return ob.matmul(self.w.output, x)                                         # [R, n_vocab]
+
+
+def _device(backend) -> torch.device:
+    return torch.device(getattr(backend, "device", "cpu"))
+
+
+def _unique(backends: list) -> list:
+    out: list = []
+    for b in backends:
+        if b is not None and all(b is not o for o in out):
+            out.append(b)
+    return out

@@ -195,7 +195,8 @@ def shift_context(engine, slot: int, n_keep: int, n_discard: int) -> None:
         c, s = _rope_delta(cfg, -n_discard, cache.k.device)
         for il in range(cache.k.shape[0]):
             k = cache.k[il, slot, src].float()                                   # [m, Hkv, hd]
-            k = apply_rope(k, c.expand(m, -1), s.expand(m, -1), cfg.rope.dim, cfg.rope.neox)
+            cl, sl = c.to(k.device), s.to(k.device)                              # layers may differ (-ngl)
+            k = apply_rope(k, cl.expand(m, -1), sl.expand(m, -1), cfg.rope.dim, cfg.rope.neox)
             cache.k[il, slot, dst] = k.to(cache.k.dtype)
             cache.v[il, slot, dst] = cache.v[il, slot, src].clone()
     cache.tokens[slot] = held[:n_keep] + held[n_keep + n_discard:]

@@ -84,6 +84,44 @@ def test_matvec(t, M, gen):
     assert rel(y1 - y0, qx_dequant(qx) @ W.T) < 1e-4
 
 
+@pytest.mark.parametrize("t", TYPES, ids=IDS)
+def test_matvec_configs(t, gen):
+    """Batch 1 and 2 through the tiles the H200 sweep picks from: one row per program, prefetch
+    on and off, a ragged last step, split-K with atomics (plain and accumulating)."""
+    from ggrun.kernels.matvec import matvec_q
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import qx_dequant
+
+    N, K = 5, 768                                      # 3 k-quant blocks / 24 legacy blocks
+    _, p, W = _weights(t, N, K, gen)
+    for M, cases in ((1, (((2, 2, 1, 1), 1), ((4, 1, 2, 0), 2), ((8, 2, 1, 1), 3))), (2, (((8, 2, 1, 1), 2),))):
+        x = torch.randn(M, K, device=DEV, generator=gen)
+        qx = quantize_x(x)
+        ref = qx_dequant(qx) @ W.T
+        for cfg, split in cases:
+            y = torch.full((M, N), float("nan"), device=DEV)
+            matvec_q(p, qx, out=y, cfg=cfg, split=split)
+            assert rel(y, ref) < 1e-5, (M, cfg, split)
+            y0 = torch.randn(M, N, device=DEV, generator=gen)
+            y1 = y0.clone()
+            matvec_q(p, qx, out=y1, acc=True, cfg=cfg, split=split)
+            assert rel(y1 - y0, ref) < 1e-4, (M, cfg, split)
+
+
+def test_matvec_tuned_table(gen):
+    from ggrun.kernels import matvec as mv
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import qx_dequant
+
+    _, p, W = _weights(Q6_K, 9, 512, gen)
+    qx = quantize_x(torch.randn(1, 512, device=DEV, generator=gen))
+    mv.set_tuned(Q6_K, 9, 512, (2, 1, 1, 1), split=2)
+    try:
+        assert rel(mv.matvec_q(p, qx), qx_dequant(qx) @ W.T) < 1e-5
+    finally:
+        mv.TUNED.clear()
+
+
 def test_matvec_batch8_q4k(gen):
     from ggrun.kernels.matvec import matvec
 

@@ -121,6 +121,9 @@ def concat(ps: list[Packed]) -> tuple[Packed, list[Packed]]:
     instead of the inputs and the memory is not doubled."""
     t, k = ps[0].ggml_type, ps[0].n_in
     assert all(p.ggml_type == t and p.n_in == k for p in ps)
+    view = _adjacent_rows(ps)
+    if view is not None:          # already consecutive rows of one buffer (stacked before): no copy
+        return view, list(ps)
     w = torch.cat([p.w for p in ps], 0)
     d = torch.cat([p.d for p in ps], 0) if ps[0].d is not None else None
     parts, a = [], 0
@@ -128,3 +131,29 @@ def concat(ps: list[Packed]) -> tuple[Packed, list[Packed]]:
         parts.append(Packed(t, p.n_out, k, w[a:a + p.n_out], d[a:a + p.n_out] if d is not None else None))
         a += p.n_out
     return Packed(t, a, k, w, d), parts
+
+
+def _rows_view(ts: list[torch.Tensor]) -> torch.Tensor | None:
+    """One view over 2-d row blocks that lie back to back in one buffer, else None."""
+    t0 = ts[0]
+    if any(t.untyped_storage().data_ptr() != t0.untyped_storage().data_ptr() or t.stride() != t0.stride()
+           or t.shape[1] != t0.shape[1] or not t.is_contiguous() for t in ts):
+        return None
+    off = t0.storage_offset()
+    for t in ts:
+        if t.storage_offset() != off:
+            return None
+        off += t.shape[0] * t.stride(0)
+    return t0.as_strided((sum(t.shape[0] for t in ts), t0.shape[1]), t0.stride(), t0.storage_offset())
+
+
+def _adjacent_rows(ps: list[Packed]) -> Packed | None:
+    w = _rows_view([p.w for p in ps])
+    if w is None:
+        return None
+    d = None
+    if ps[0].d is not None:
+        d = _rows_view([p.d for p in ps])
+        if d is None:
+            return None
+    return Packed(ps[0].ggml_type, w.shape[0], ps[0].n_in, w, d)
