@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="describe a GGUF file")
     info.add_argument("model", nargs="?", default=None)
+    info.add_argument("-c", "--ctx-size", type=_non_negative, default=4096, help="context for the memory estimate (0: the model's)")
+    info.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=_positive_or_minus_one("ngl"), default=0)
+    info.add_argument("--quant-types", action="store_true", help="explain the quantization types and mixes")
 
     # commands that live in their own modules: each has register(subparsers), which adds
     # its parser and sets `func` (args -> exit code) as the parser's default
@@ -258,9 +261,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from .info import print_info
+    from .info import main as info_main
 
-    return print_info(args.model)
+    return info_main(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
