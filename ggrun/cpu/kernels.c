@@ -1474,11 +1474,97 @@ GG_INLINE int a32_panel_kernel(const int type, const uint8_t *W, size_t ws, int6
     return 0;
 }
 
+/* ---- Q4_1, M = 1, exact order (bit-identical to ggml_vec_dot_q4_1_q8_1 on x86): 16 rows per tile.
+ *   Per block: the 16 header dwords gathered -> d_w*d_x of the 16 rows in one zmm and the 16 m*s
+ *   chains in one fma; the qs of 4 rows are one zmm (a 128-bit lane per row), nibbles split in place,
+ *   2 vpdpbusd against the activation halves broadcast to all 4 lanes. A row's 8 llama.cpp lanes are
+ *   lanes 4k..4k+3 of the "lo" accumulator (its lanes 0-3: low nibbles x y[0..15]) and of the "hi"
+ *   accumulator (its lanes 4-7): each lane still gets one fma per block, in block order; the final
+ *   hsum_float_8 is done with the same adds in the same order. */
+#ifndef GG_EX41_PFT
+#define GG_EX41_PFT 2 /* prefetch distance in tiles */
+#endif
+static int32_t g_ex41_dd[4][16];
+
+static void init_ex41_tables(void) {
+    for (int g = 0; g < 4; ++g)
+        for (int l = 0; l < 16; ++l) g_ex41_dd[g][l] = 4 * g + l / 4;
+}
+
+GG_INLINE void ex41_tile16(const uint8_t *W, size_t ws, int64_t r, int nrows, int64_t nb, const uint8_t *xq,
+                           const float *xd, const float *xsm, float *Y, const __m512i p0, const __m512i p1,
+                           const __m512i p2, const __m512i p3) {
+    const uint8_t *rows[16];
+    int32_t vidx[16];
+    for (int i = 0; i < 16; ++i) {
+        const int ii = i < nrows ? i : nrows - 1;
+        rows[i] = W + (r + ii) * ws + 4;
+        vidx[i] = (int32_t)((size_t)ii * ws);
+    }
+    const __m512i vi = _mm512_loadu_si512(vidx);
+    const uint8_t *base = W + r * ws;
+    const size_t span = 16 * ws;
+    const int64_t pfl = (int64_t)((span + (size_t)nb * 64 - 1) / ((size_t)nb * 64)); /* lines per block */
+    const uint8_t *pfb = base + GG_EX41_PFT * span;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 alo[4], ahi[4], sm = _mm512_setzero_ps();
+    for (int g = 0; g < 4; ++g) { alo[g] = _mm512_setzero_ps(); ahi[g] = _mm512_setzero_ps(); }
+    for (int64_t b = 0; b < nb; ++b) {
+        for (int64_t k = 0; k < pfl; ++k) _mm_prefetch((const char *)pfb + (b * pfl + k) * 64, _MM_HINT_T0);
+        const __m512i G = _mm512_i32gather_epi32(vi, (const void *)(base + b * 20), 1);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(G));
+        const __m512 mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(G, 16)));
+        const __m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(xd[b]));
+        sm = _mm512_fmadd_ps(mw, _mm512_set1_ps(xsm[b]), sm);
+        const __m512i Xl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xq + b * 32)));
+        const __m512i Xh = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(xq + b * 32 + 16)));
+        for (int g = 0; g < 4; ++g) {
+            __m512i Z = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[4 * g] + b * 20)));
+            Z = _mm512_inserti32x4(Z, _mm_loadu_si128((const __m128i *)(rows[4 * g + 1] + b * 20)), 1);
+            Z = _mm512_inserti32x4(Z, _mm_loadu_si128((const __m128i *)(rows[4 * g + 2] + b * 20)), 2);
+            Z = _mm512_inserti32x4(Z, _mm_loadu_si128((const __m128i *)(rows[4 * g + 3] + b * 20)), 3);
+            const __m512i lo = _mm512_and_si512(Z, m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(Z, 4), m4);
+            const __m512i Il = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, Xl);
+            const __m512i Ih = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, Xh);
+            const __m512 ddg = _mm512_permutexvar_ps(g == 0 ? p0 : g == 1 ? p1 : g == 2 ? p2 : p3, dd);
+            alo[g] = _mm512_fmadd_ps(ddg, _mm512_cvtepi32_ps(Il), alo[g]);
+            ahi[g] = _mm512_fmadd_ps(ddg, _mm512_cvtepi32_ps(Ih), ahi[g]);
+        }
+    }
+    /* hsum_float_8: res = x[4..7] + x[0..3]; res[0]+res[2], res[1]+res[3]; then their sum; + summs */
+    float s[4][16] __attribute__((aligned(64))), smv[16] __attribute__((aligned(64)));
+    for (int g = 0; g < 4; ++g) _mm512_store_ps(s[g], _mm512_add_ps(ahi[g], alo[g]));
+    _mm512_store_ps(smv, sm);
+    for (int i = 0; i < nrows; ++i) {
+        const float *q = &s[i / 4][4 * (i % 4)];
+        const float a = q[0] + q[2], c = q[1] + q[3];
+        Y[r + i] = (a + c) + smv[i];
+    }
+}
+
+static void ex41_m1(const uint8_t *W, size_t ws, int64_t r0, int64_t r1, int64_t K, const uint8_t *X, float *Y) {
+    const a32_lay_t L = a32_lay(K);
+    const __m512i p0 = _mm512_loadu_si512(g_ex41_dd[0]), p1 = _mm512_loadu_si512(g_ex41_dd[1]);
+    const __m512i p2 = _mm512_loadu_si512(g_ex41_dd[2]), p3 = _mm512_loadu_si512(g_ex41_dd[3]);
+    const float *xd = (const float *)(X + L.o_d), *xsm = (const float *)(X + L.o_s);
+    { /* the first tiles of the chunk (the tile loop prefetches the following ones) */
+        const int64_t n0 = r1 - r0 < 16 * GG_EX41_PFT ? r1 - r0 : 16 * GG_EX41_PFT;
+        const uint8_t *p = W + r0 * ws, *e = W + (r0 + n0 - 1) * ws + (size_t)L.nb * 20;
+        for (; p < e; p += 64) _mm_prefetch((const char *)p, _MM_HINT_T0);
+    }
+    for (int64_t r = r0; r < r1; r += 16) {
+        const int nrows = (int)(r1 - r < 16 ? r1 - r : 16);
+        ex41_tile16(W, ws, r, nrows, L.nb, X, xd, xsm, Y, p0, p1, p2, p3);
+    }
+}
+
 #define DEF_A32_512P(NAME, TYPE, DIRECT)                                                                 \
     static void NAME(const uint8_t *W, size_t ws, int64_t r0, int64_t r1, int64_t K, const uint8_t *X,  \
                      size_t xs, int64_t M, float *Y, int64_t ldy) {                                      \
         if (g_exact) {                                                                                   \
-            ex_kernel(TYPE, W, ws, r0, r1, K, X, xs, M, Y, ldy);                                          \
+            if (TYPE == GG_Q4_1 && M == 1) ex41_m1(W, ws, r0, r1, K, X, Y);                               \
+            else ex_kernel(TYPE, W, ws, r0, r1, K, X, xs, M, Y, ldy);                                     \
             return;                                                                                       \
         }                                                                                                 \
         if (M >= GG_PANEL_M) {                                                                           \
@@ -1934,6 +2020,7 @@ static void init_kt(void) {
 #if GG_AVX512
     init_avx512_tables();
     init_g20_tables();
+    init_ex41_tables();
     set_kt(GG_F32, 1, 4, AF_F32, 0, 0, k_f32_avx512, "avx512");
     set_kt(GG_F16, 1, 2, AF_F16, 0, 0, k_f16_avx512, "avx512");
     set_kt(GG_BF16, 1, 2, AF_BF16, 0, 0, k_bf16_avx512, "avx512");
@@ -2286,7 +2373,7 @@ static int plan_chunks(plan_t *pl, int64_t M, int nth) {
             const seg_t *s = &pl->seg[i];
             const double rb = (double)(pl->K / s->kt->blck * s->kt->bbytes);
             int64_t rows = (int64_t)(target / rb);
-            const int64_t al = (s->kt->afmt == AF_A32 && g_exact) ? 8 : (s->kt->panel && M >= GG_PANEL_M_ACT) ? 16 : 4;
+            const int64_t al = (s->kt->afmt == AF_A32 && g_exact) ? (M == 1 ? 16 : 8) : (s->kt->panel && M >= GG_PANEL_M_ACT) ? 16 : 4;
             rows -= rows % al;
             if (rows < al) rows = al;
             n += (s->N + rows - 1) / rows;
@@ -2303,7 +2390,7 @@ static int plan_chunks(plan_t *pl, int64_t M, int nth) {
             const seg_t *s = &pl->seg[i];
             const double rb = (double)(pl->K / s->kt->blck * s->kt->bbytes);
             int64_t rows = (int64_t)(target / rb);
-            const int64_t al = (s->kt->afmt == AF_A32 && g_exact) ? 8 : (s->kt->panel && M >= GG_PANEL_M_ACT) ? 16 : 4;
+            const int64_t al = (s->kt->afmt == AF_A32 && g_exact) ? (M == 1 ? 16 : 8) : (s->kt->panel && M >= GG_PANEL_M_ACT) ? 16 : 4;
             rows -= rows % al;
             if (rows < al) rows = al;
             for (int64_t r = 0; r < s->N; r += rows) {
