@@ -218,18 +218,24 @@ class LlamaModel:
             pos = pos_on.setdefault(dev, on(pos_cpu, dev))                       # [N] int32
             h = lb.rms_norm(x, L.attn_norm, cfg.rms_eps)                          # [N, D]
             q, k, v = lb.matmul_many([L.wq, L.wk, L.wv], h)                       # [N, H*hd], [N, Hkv*hd] ×2
-            q = lb.rope(q.view(N, H, hd), pos)                                    # [N, H, hd]
-            k = lb.rope(k.view(N, Hkv, hd), pos)                                  # [N, Hkv, hd]
-            v = v.view(N, Hkv, hd)
-            o = torch.empty(N, H, hd, dtype=torch.float32, device=dev)            # [N, H, hd]
-            off = 0
-            for c in chunks:
-                end = c.start + c.n
-                cache.k[il, c.slot, c.start:end] = k[off:off + c.n]                # f32 → f16 (RNE)
-                cache.v[il, c.slot, c.start:end] = v[off:off + c.n]
-                o[off:off + c.n] = lb.attention(
-                    q[off:off + c.n], cache.k[il, c.slot, :end], cache.v[il, c.slot, :end], c.start, self.kq_scale)
-                off += c.n
+            q, k, v = q.view(N, H, hd), k.view(N, Hkv, hd), v.view(N, Hkv, hd)
+            fused = getattr(lb, "rope_store_attend", None)
+            o = None
+            if fused is not None and len(chunks) == 1:                            # one sequence: one call
+                c = chunks[0]
+                o = fused(q, k, v, cache.k[il, c.slot], cache.v[il, c.slot], pos, c.start, self.kq_scale)
+            if o is None:
+                q = lb.rope(q, pos)                                               # [N, H, hd]
+                k = lb.rope(k, pos)                                               # [N, Hkv, hd]
+                o = torch.empty(N, H, hd, dtype=torch.float32, device=dev)        # [N, H, hd]
+                off = 0
+                for c in chunks:
+                    end = c.start + c.n
+                    cache.k[il, c.slot, c.start:end] = k[off:off + c.n]            # f32 → f16 (RNE)
+                    cache.v[il, c.slot, c.start:end] = v[off:off + c.n]
+                    o[off:off + c.n] = lb.attention(
+                        q[off:off + c.n], cache.k[il, c.slot, :end], cache.v[il, c.slot, :end], c.start, self.kq_scale)
+                    off += c.n
             x = x + lb.matmul(L.wo, o.view(N, H * hd))                              # [N, D]
             h = lb.rms_norm(x, L.ffn_norm, cfg.rms_eps)
             g, u = lb.matmul_many([L.w_gate, L.w_up], h)                           # [N, n_ff] ×2

@@ -158,6 +158,21 @@ class CPUBackend:
                                      start, scale, self.n_threads, 256)
         return out
 
+    def rope_store_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kc: torch.Tensor,
+                          vc: torch.Tensor, pos: torch.Tensor, start: int, scale: float) -> torch.Tensor | None:
+        """RoPE q [n, H, hd] and k [n, Hkv, hd], store k and v [n, Hkv, hd] as f16 in the slot's cache
+        kc, vc [n_ctx, Hkv, hd] at start.., attend: one C call, the numerics of rope → copy → attention.
+        Returns None when the C ops are not there (the model then runs the ops one by one)."""
+        if self.ops is None or not (kc.is_contiguous() and vc.is_contiguous()):
+            return None
+        n, H, hd = q.shape
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        out = torch.empty_like(q)
+        self.ops.ggrun_rope_store_attend(q.data_ptr(), k.data_ptr(), v.data_ptr(), kc.data_ptr(), vc.data_ptr(),
+                                         pos.data_ptr(), n, H, k.shape[1], hd, self.rope_dim, self.rope_cache.data_ptr(),
+                                         int(self.neox), start, scale, self.n_threads, 256, out.data_ptr())
+        return out
+
     @staticmethod
     def attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float) -> torch.Tensor:
         """The torch fallback of ``attention``: f32 softmax, Q rounded to f16."""

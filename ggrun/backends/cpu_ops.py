@@ -55,6 +55,8 @@ def load():
     lib.ggrun_rope_apply.argtypes = [P, P, I, I, I, I, P, I]
     lib.ggrun_swiglu.argtypes = [P, P, P, I64]
     lib.ggrun_rms_norm.argtypes = [P, P, P, I64, I64, F]
+    lib.ggrun_rope_store_attend.argtypes = [P, P, P, P, P, P, I, I, I, I, I, P, I, I, F, I, I, P]
+    lib.ggrun_rope_store_attend.restype = None
     for f in (lib.ggrun_attention_f16, lib.ggrun_rope_cache, lib.ggrun_rope_apply, lib.ggrun_swiglu, lib.ggrun_rms_norm):
         f.restype = None
     _lib = lib

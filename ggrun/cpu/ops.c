@@ -350,3 +350,26 @@ static double softmax64(float *x, float max) {
     }
     return sum;
 }
+
+// ---------------------------------------------------------------------------------------
+// One call per layer and sequence chunk: RoPE on q and k (in place), k and v rounded to f16
+// into the cache slot at positions start.., then attention — the same numerics as the
+// separate ops (rope_apply, a RNE f32→f16 copy, attention_f16), without the Python between.
+// q [n, H, D], k and v [n, Hkv, D] f32; kc, vc: the slot's cache base [n_ctx, Hkv, D] f16.
+void ggrun_rope_store_attend(float *q, float *k, const float *v, uint16_t *kc, uint16_t *vc,
+                             const int32_t *pos, int n, int H, int Hkv, int D, int n_dims,
+                             const float *rope_cache, int neox, int start, float scale,
+                             int n_split, int kv_pad, float *out) {
+    ggrun_rope_apply(q, pos, n, H, D, n_dims, rope_cache, neox);
+    ggrun_rope_apply(k, pos, n, Hkv, D, n_dims, rope_cache, neox);
+    const int64_t row = (int64_t)Hkv * D;
+    for (int i = 0; i < n; i++) {
+        uint16_t *kd = kc + (int64_t)(start + i) * row;
+        uint16_t *vd = vc + (int64_t)(start + i) * row;
+        for (int64_t j = 0; j < row; j++) {
+            kd[j] = f2h(k[i * row + j]);
+            vd[j] = f2h(v[i * row + j]);
+        }
+    }
+    ggrun_attention_f16(q, kc, vc, out, n, H, Hkv, D, start, scale, n_split, kv_pad);
+}
