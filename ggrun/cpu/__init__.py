@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 _HERE = Path(__file__).resolve().parent
-_SOURCES = ("kernels.c", "kernels.h")
+_SOURCES = ("kernels.c", "kernels.h", "ops.c")   # ops.c: attention, RoPE, SwiGLU, RMSNorm
 # -ffp-contract=off: no implicit a*b+c -> fma fusion (the rounding of every product is part of the numerics)
 _BASE_FLAGS = ["-O3", "-march=native", "-std=gnu11", "-ffp-contract=off", "-fPIC", "-shared", "-pthread",
                "-fno-strict-aliasing"]
@@ -195,7 +195,7 @@ def build(source_dir: str | os.PathLike | None = None, cache_dir: str | os.PathL
             return str(out), None
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=str(cdir))
     os.close(fd)
-    cmd = [cc, *flags, str(src_dir / "kernels.c"), "-o", tmp, "-lm"]
+    cmd = [cc, *flags, *(str(src_dir / n) for n in _SOURCES if n.endswith(".c")), "-o", tmp, "-lm"]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.SubprocessError) as e:

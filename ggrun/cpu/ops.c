@@ -1,6 +1,7 @@
 // ggrun CPU ops other than matmul, reproducing llama.cpp's CPU numerics bit for bit:
-// attention (its flash-attention paths), RoPE, SwiGLU, RMSNorm. Compiled at first use by
-// ggrun/backends/cpu_ops.py with the same compiler flags as llama.cpp's native build.
+// attention (its flash-attention paths), RoPE, SwiGLU, RMSNorm. Built into the same library as
+// kernels.c by ggrun/cpu (-O3 -march=native -ffp-contract=off): every fused multiply-add that
+// llama.cpp's compiled code performs is written out here as fmaf or an FMA intrinsic.
 
 // Causal attention over an f16 KV cache with llama.cpp's CPU flash-attention numerics.
 //
