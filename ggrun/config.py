@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,19 @@ class RopeConfig:
     yarn_log_multiplier: float = 0.0
     attn_factor: float = 1.0
     neox: bool = False            # llama: adjacent pairs (False); neox-style archs rotate halves
+
+    @property
+    def uses_yarn(self) -> bool:
+        return self.scaling_type == "yarn" and self.original_ctx > 0
+
+    def yarn_corr_dims(self, beta_fast: float = 32.0, beta_slow: float = 1.0) -> tuple[float, float]:
+        """ggml_rope_yarn_corr_dims: the dims between which YaRN ramps from extrapolation to
+        interpolation (llama.cpp's defaults beta_fast 32, beta_slow 1)."""
+
+        def corr_dim(n_rot: float) -> float:
+            return self.dim * math.log(self.original_ctx / (n_rot * 2 * math.pi)) / (2 * math.log(self.freq_base))
+
+        return max(0.0, math.floor(corr_dim(beta_fast))), min(self.dim - 1.0, math.ceil(corr_dim(beta_slow)))
 
     @property
     def freq_scale(self) -> float:

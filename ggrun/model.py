@@ -135,15 +135,9 @@ def rope_tables(cfg: ModelConfig, n_pos: int) -> tuple[torch.Tensor, torch.Tenso
     freq_scale = torch.tensor(r.freq_scale, dtype=torch.float32)
     mscale = r.attn_factor
     interp = freq_scale * theta
-    if r.scaling_type == "yarn" and r.original_ctx:
+    if r.uses_yarn:
         # YaRN: blend interpolated and extrapolated angles by a ramp over the dims
-        beta_fast, beta_slow = 32.0, 1.0
-
-        def corr_dim(n_rot: float) -> float:
-            return r.dim * math.log(r.original_ctx / (n_rot * 2 * math.pi)) / (2 * math.log(r.freq_base))
-
-        lo = max(0.0, math.floor(corr_dim(beta_fast)))
-        hi = min(r.dim - 1.0, math.ceil(corr_dim(beta_slow)))
+        lo, hi = r.yarn_corr_dims()
         i0 = torch.arange(half, dtype=torch.float32)
         ramp = 1 - torch.clamp((i0 - lo) / max(0.001, hi - lo), 0, 1)
         interp = interp * (1 - ramp) + theta * ramp

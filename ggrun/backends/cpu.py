@@ -64,14 +64,7 @@ class CPUBackend:
         self.rope_dim, self.neox = r.dim, r.neox
         self.rope_cache = torch.empty(max_pos, r.dim, dtype=torch.float32)
         if self.ops is not None:
-            ext, c0, c1 = 0.0, 0.0, 0.0
-            if r.scaling_type == "yarn" and r.original_ctx:
-                import math
-
-                def corr(n_rot: float) -> float:
-                    return r.dim * math.log(r.original_ctx / (n_rot * 2 * math.pi)) / (2 * math.log(r.freq_base))
-
-                ext, c0, c1 = 1.0, max(0.0, math.floor(corr(32.0))), min(r.dim - 1.0, math.ceil(corr(1.0)))
+            ext, (c0, c1) = (1.0, r.yarn_corr_dims()) if r.uses_yarn else (0.0, (0.0, 0.0))
             self.ops.ggrun_rope_cache(self.rope_cache.data_ptr(), max_pos, r.dim, r.freq_base, r.freq_scale,
                                       ext, r.attn_factor, c0, c1)
         else:

@@ -117,8 +117,9 @@ def row_bytes(ggml_type: int, k: int) -> int:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ggrun" / "cpu"
+    from ..default_model import cache_dir
+
+    return cache_dir() / "cpu"
 
 
 def _cpu_flags() -> str:
