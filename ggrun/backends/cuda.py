@@ -62,7 +62,8 @@ class CUDABackend:
     def __init__(self, device: str | torch.device = "cuda"):
         self.device = torch.device(device)
         self._fused: dict[tuple[int, ...], tuple[layout.Packed, list[layout.Packed]]] = {}
-        self._scratch: torch.Tensor | None = None
+        self._vecs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # id(host vector) -> (it, device copy)
+        self._pipe: _DequantPipe | None = None
         self.rope_cos: torch.Tensor | None = None
         self.rope_sin: torch.Tensor | None = None
 
@@ -87,19 +88,19 @@ class CUDABackend:
             return p.w[ids].float()
         return dequantize(p, ids=ids, dtype=torch.float32)
 
-    def _dense(self, p: layout.Packed) -> torch.Tensor:
-        """p dequantized to f16 in a scratch buffer reused across calls (prefill)."""
-        n = p.n_out * p.n_in
-        if self._scratch is None or self._scratch.numel() < n:
-            self._scratch = torch.empty(n, dtype=torch.float16, device=self.device)
-        return dequantize(p, out=self._scratch[:n].view(p.n_out, p.n_in))
-
     def _mm(self, p, x: torch.Tensor) -> torch.Tensor:
         if isinstance(p, Dense):
             return (x.to(p.w.dtype) @ p.w.T).float()
         if x.shape[0] <= MAX_M:
             return matvec_q(p, quantize_x(x))
-        return (x.half() @ self._dense(p).T).float()
+        if self.device.type != "cuda":                                # Triton's interpreter (tests)
+            return (x.half() @ dequantize(p).T).float()
+        if self._pipe is None:
+            self._pipe = _DequantPipe(self.device)
+        w, done = self._pipe.take(p)                                  # [N, K] f16, dequantized
+        y = (x.half() @ w.T).float()
+        done()                                                        # the buffer may be reused now
+        return y
 
     def matmul(self, w: QuantWeight, x: torch.Tensor) -> torch.Tensor:
         """x [M, K] f32 → x @ W^T [M, N] f32."""
@@ -109,33 +110,41 @@ class CUDABackend:
         """Several weights on one input: stacked into one matrix when their types agree."""
         x = x.to(self.device).contiguous()
         ps = [to_device(w, self.device) for w in ws]
-        if x.shape[0] <= MAX_M and all(isinstance(p, layout.Packed) for p in ps):
-            groups = _groups(ps)
-            qx = quantize_x(x)
-            outs: list[torch.Tensor] = []
-            for a, b in groups:
-                key = tuple(id(p) for p in ps[a:b])
-                if b - a == 1:
-                    outs.append(matvec_q(ps[a], qx))
-                    continue
-                if key not in self._fused:
-                    fused, parts = layout.concat(ps[a:b])
-                    for w, part in zip(ws[a:b], parts):   # the parts become views: no second copy
-                        w.cache = part
-                    key = tuple(id(p) for p in parts)
-                    self._fused[key] = (fused, parts)   # the parts held: their ids stay unique
-                    ps[a:b] = parts
-                y = matvec_q(self._fused[key][0], qx)
-                outs += list(torch.split(y, [p.n_out for p in ps[a:b]], dim=1))
-            return outs
-        return [self._mm(p, x) for p in ps]
+        if not all(isinstance(p, layout.Packed) for p in ps):
+            return [self._mm(p, x) for p in ps]
+        small = x.shape[0] <= MAX_M
+        qx = quantize_x(x) if small else None
+        outs: list[torch.Tensor] = []
+        for a, b in _groups(ps):
+            if b - a == 1:
+                outs.append(matvec_q(ps[a], qx) if small else self._mm(ps[a], x))
+                continue
+            key = tuple(id(p) for p in ps[a:b])
+            if key not in self._fused:
+                fused, parts = layout.concat(ps[a:b])
+                for w, part in zip(ws[a:b], parts):   # the parts become views: no second copy
+                    w.cache = part
+                key = tuple(id(p) for p in parts)
+                self._fused[key] = (fused, parts)   # the parts held: their ids stay unique
+                ps[a:b] = parts
+            fused = self._fused[key][0]               # one kernel (matvec) or one GEMM (prefill)
+            y = matvec_q(fused, qx) if small else self._mm(fused, x)
+            outs += list(torch.split(y, [p.n_out for p in ps[a:b]], dim=1))
+        return outs
 
     # --- activations -----------------------------------------------------------------
-    @staticmethod
-    def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    def _on_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A host vector's device copy, made once (a pageable copy per call would sync)."""
+        if t.device == self.device:
+            return t
+        hit = self._vecs.get(id(t))
+        if hit is None or hit[0] is not t:
+            hit = self._vecs[id(t)] = (t, t.to(self.device))
+        return hit[1]
+
+    def rms_norm(self, x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
         """x [N, D] f32 → RMSNorm(x)·w (f32 sums, as ggml's CUDA backend)."""
-        w = w.to(x.device)
-        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * w
+        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * self._on_device(w)
 
     def rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """x [N, H, hd] f32, pos [N] → rotated x."""
@@ -157,12 +166,82 @@ class CUDABackend:
         qh = q.to(dev).half().transpose(0, 1)[None]                            # [1, H, n, hd]
         kh = k.to(dev).half().transpose(0, 1)[None]                            # [1, Hkv, T, hd]
         vh = v.to(dev).half().transpose(0, 1)[None]
-        mask = None
-        if n > 1:
+        mask, causal = None, False
+        if n > 1 and start == 0 and T == n:
+            causal = True                                                       # flash attention's own mask
+        elif n > 1:
             qpos = torch.arange(start, start + n, device=dev)[:, None]
             mask = torch.arange(T, device=dev)[None, :] <= qpos                 # [n, T] True = attend
-        o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, scale=scale, enable_gqa=Hkv != H)
+        o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, is_causal=causal, scale=scale,
+                                           enable_gqa=Hkv != H)
         return o[0].transpose(0, 1).float()                                     # [n, H, hd]
+
+
+class _DequantPipe:
+    """Prefill weights dequantized to f16 one matrix ahead, on a side stream.
+
+    A GEMM of a prefill batch is compute-bound and the dequantization before it memory-bound,
+    so the next matrix's dequantization runs on a second stream into the other of two
+    buffers while the current GEMM runs. The next matrix is predicted from the order of the
+    previous calls (a forward uses its matrices in the same order every time); a wrong
+    prediction only costs the wasted dequantization. The buffers grow to the largest matrix
+    seen (2 × its f16 bytes: ≤ 0.6 GB for the 33B shape's ffn matrices).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.side = torch.cuda.Stream(device)
+        self.bufs: list[torch.Tensor | None] = [None, None]
+        self.free: list[torch.cuda.Event | None] = [None, None]   # recorded after the last read of bufs[i]
+        self.ahead: tuple[int, int, torch.cuda.Event] | None = None   # (id(p), buffer, done event)
+        self.next_of: dict[int, layout.Packed] = {}
+        self.prev: int | None = None
+        self.turn = 0
+
+    def _buf(self, i: int, p: layout.Packed) -> torch.Tensor:
+        n = p.n_out * p.n_in
+        if self.bufs[i] is None or self.bufs[i].numel() < n:
+            torch.cuda.synchronize(self.device)                    # nothing may still read the old one
+            self.bufs[i] = None
+            self.bufs[i] = torch.empty(n, dtype=torch.float16, device=self.device)
+        return self.bufs[i][:n].view(p.n_out, p.n_in)
+
+    def take(self, p: layout.Packed):
+        """p as f16 [N, K] ready for the current stream, and a callback to run after the
+        GEMM that reads it has been enqueued."""
+        main = torch.cuda.current_stream(self.device)
+        if self.prev is not None:
+            self.next_of[self.prev] = p
+        self.prev = id(p)
+        if self.ahead is not None and self.ahead[0] == id(p):
+            i, ev = self.ahead[1], self.ahead[2]
+            main.wait_event(ev)
+            w = self._buf(i, p)
+        else:
+            if self.ahead is not None:                              # a wrong guess: let it finish
+                main.wait_event(self.ahead[2])
+            i = self.turn
+            w = dequantize(p, out=self._buf(i, p))
+        self.ahead = None
+        self.turn = i ^ 1
+
+        def done() -> None:
+            ev = torch.cuda.Event()
+            ev.record(main)
+            self.free[i] = ev
+            nxt = self.next_of.get(id(p))
+            if nxt is None:
+                return
+            j = i ^ 1
+            out = self._buf(j, nxt)
+            if self.free[j] is not None:                            # after the GEMM that last read bufs[j],
+                self.side.wait_event(self.free[j])                  # not after the one just enqueued
+            with torch.cuda.stream(self.side):
+                dequantize(nxt, out=out)
+                ready = torch.cuda.Event()
+                ready.record(self.side)
+            self.ahead = (id(nxt), j, ready)
+        return w, done
 
 
 def _nbytes(p) -> int:
