@@ -52,6 +52,28 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--threads", type=_non_negative, default=None, help="CPU threads (default: all cores)")
     p.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=_positive_or_minus_one("ngl"),
                    default=0, help="layers to offload to the GPU (-1 or more than the model has: all)")
+    p.add_argument("-mg", "--main-gpu", dest="main_gpu", type=_non_negative, default=0,
+                   help="the GPU for -sm none (default 0)")
+    p.add_argument("-ts", "--tensor-split", dest="tensor_split", type=_split_shares, default=None,
+                   help="share of the offloaded layers per GPU, e.g. 3,1 (default: by free memory)")
+    p.add_argument("-sm", "--split-mode", dest="split_mode", choices=["none", "layer", "row"], default="layer",
+                   help="several GPUs: layer (cut the layers over them) or none (all on --main-gpu)")
+
+
+def _split_shares(s: str) -> list[float]:
+    try:
+        v = [float(x) for x in s.replace("/", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid split {s!r}: expected numbers like 3,1") from None
+    if any(x < 0 for x in v) or sum(v) <= 0:
+        raise argparse.ArgumentTypeError(f"invalid split {s!r}: shares must be ≥ 0 and not all 0")
+    return v
+
+
+def gpu_args(args) -> dict:
+    """The load() arguments of -ngl, -mg, -ts, -sm."""
+    return dict(n_gpu_layers=args.n_gpu_layers, main_gpu=args.main_gpu, tensor_split=args.tensor_split,
+                split_mode=args.split_mode)
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -183,8 +205,7 @@ def cmd_run(args) -> int:
         temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
         repeat_penalty=args.repeat_penalty, repeat_last_n=args.repeat_last_n,
         presence_penalty=args.presence_penalty, frequency_penalty=args.frequency_penalty, seed=args.seed)
-    eng = load(args.model, n_ctx=args.ctx_size, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
-               n_batch=args.batch_size)
+    eng = load(args.model, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size, **gpu_args(args))
     tok = eng.tokenizer
     text = prompt
     ids = tok.encode(text, add_bos=None, parse_special=True)

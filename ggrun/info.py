@@ -1,8 +1,9 @@
 """``ggrun info FILE``: what a GGUF file holds and what running it costs; ``--quant-types``: the methods.
 
 The memory estimate follows how llama.cpp places a model (llama_model_load / llama_context):
-the weights of offloaded layers (-ngl) and their f16 KV cache go to the GPU, the token
-embeddings stay on the CPU, the output matrix moves to the GPU once every layer is there;
+the weights of offloaded layers and their f16 KV cache go to the GPU (-ngl N: the output
+layer, counted as layer n_layer, and the last N - 1 repeating layers), the token
+embeddings stay on the CPU;
 each side needs a compute buffer, which for one 512-token micro-batch is about
 4·512·(n_vocab + 2·n_embd + n_ff) bytes plus the 2·512·n_ctx-byte attention mask
 (within 10% of what llama.cpp reserves for SmolLM2 and the DeepSeek Coder shapes).
@@ -49,24 +50,24 @@ def estimate_memory(f: GGUFFile, n_ctx: int = 4096, n_gpu_layers: int = 0) -> Me
     cfg = ModelConfig.from_gguf(f)
     n_ctx = n_ctx or cfg.n_ctx_train
     ngl = cfg.n_layer + 1 if n_gpu_layers < 0 else min(n_gpu_layers, cfg.n_layer + 1)
-    first_gpu = cfg.n_layer - min(ngl, cfg.n_layer)       # llama.cpp offloads the last layers
+    n_gpu_l = min(max(ngl - 1, 0), cfg.n_layer)           # repeating layers on the GPU: the last ones
+    first_gpu = cfg.n_layer - n_gpu_l
     w_cpu = w_gpu = 0
     for t in f.tensors.values():
         m = re.match(r"blk\.(\d+)\.", t.name)
         if m:
-            on_gpu = int(m.group(1)) >= first_gpu and ngl > 0
+            on_gpu = int(m.group(1)) >= first_gpu
         elif t.name.startswith(("output", "rope_freqs")):
-            on_gpu = ngl > cfg.n_layer
+            on_gpu = ngl > 0                              # the output layer goes first
         else:                                             # token_embd: always on the CPU
             on_gpu = False
         if on_gpu:
             w_gpu += t.n_bytes
         else:
             w_cpu += t.n_bytes
-    if cfg.tied_output and ngl > cfg.n_layer:             # the tied output is a GPU copy of token_embd
+    if cfg.tied_output and ngl > 0:                       # the tied output is a GPU copy of token_embd
         w_gpu += f.tensors["token_embd.weight"].n_bytes
     kv_layer = 2 * n_ctx * cfg.kv_dim * 2                 # K and V, f16
-    n_gpu_l = min(ngl, cfg.n_layer)
     compute = 4 * N_UBATCH * (cfg.n_vocab + 2 * cfg.n_embd + cfg.n_ff) + 2 * N_UBATCH * n_ctx
     return MemoryEstimate(n_ctx, ngl, w_cpu, w_gpu, kv_layer * (cfg.n_layer - n_gpu_l), kv_layer * n_gpu_l,
                           compute, compute if ngl else 0)

@@ -26,14 +26,19 @@ def available_memory() -> int:
 
 
 def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int = 0, n_threads: int | None = None,
-         n_seq: int = 1, n_batch: int = 512) -> Engine:
+         n_seq: int = 1, n_batch: int = 512, main_gpu: int = 0, tensor_split: list[float] | None = None,
+         split_mode: str = "layer") -> Engine:
     """Open a GGUF model and return an ``Engine`` ready to generate.
 
     model: a .gguf path, a folder, a Hub repo or ``repo:QUANT`` (None: the embedded default,
         SmolLM2-135M-Instruct Q4_1).
     n_ctx: context length in tokens (0: the model's training context).
-    n_gpu_layers: layers to run on the GPU (llama.cpp's -ngl); 0 runs all on the CPU.
+    n_gpu_layers: layers to run on the GPU (llama.cpp's -ngl: the output layer and the last
+        N - 1 repeating layers; -1 or more than the model has: all); 0 runs all on the CPU.
     n_seq: how many sequences the KV cache holds at once (slots).
+    main_gpu, tensor_split, split_mode: llama.cpp's -mg, -ts, -sm. With several GPUs and
+        split_mode "layer" the offloaded layers are cut over the GPUs by ``tensor_split``
+        (default: by free memory, as llama.cpp); "none" puts them all on ``main_gpu``.
     """
     from .hub import open_gguf, resolve_model
 
@@ -63,51 +68,77 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
     from .tokenizer import Tokenizer
 
     tok = Tokenizer.from_gguf(f)
-    backend = _backend(n_gpu_layers, n_threads)
-    if backend.name == "CUDA" and 0 <= n_gpu_layers <= cfg.n_layer:
-        # partial offload (llama.cpp's -ngl N): the last N layers on the GPU, the rest and the
-        # output layer (it goes up only when N > n_layer) on the CPU backend
-        from .backends.cpu import CPUBackend
+    from .backends.cpu import CPUBackend
+
+    gpus, split = _gpu_backends(n_gpu_layers, main_gpu, tensor_split, split_mode)
+    cpu = CPUBackend(n_threads)
+    all_on_gpu = n_gpu_layers < 0 or n_gpu_layers > cfg.n_layer
+    if not gpus:
+        lm = LlamaModel(cfg, weights, cpu, max_pos=n_ctx)
+    elif all_on_gpu and len(gpus) == 1:
+        backend = gpus[0]
+        lm = LlamaModel(cfg, weights, backend, max_pos=n_ctx)
+        _upload(weights, backend, f.path)
+        from .backends.cuda_decode import GraphSteps, graph_ready
+
+        if graph_ready(cfg, weights, backend.device):   # one-token steps replay a CUDA graph
+            lm.fast_decode = GraphSteps(cfg, weights, backend.device)
+    else:
+        # llama.cpp's -ngl N: the output layer and the last N - 1 layers on the GPU(s), cut over
+        # several GPUs by the split; the embedding lookup and the other layers on the CPU
         from .model import offload_plan
 
-        cpu = CPUBackend(n_threads)
-        layer_be, out_be = offload_plan(cfg.n_layer, n_gpu_layers, cpu, backend)
-        _upload(weights, backend, f.path, layers=[il for il, b in enumerate(layer_be) if b is backend],
-                output=out_be is backend)
+        layer_be, out_be = offload_plan(cfg.n_layer, n_gpu_layers, cpu, gpus, split)
+        for g in gpus:
+            mine = [il for il, b in enumerate(layer_be) if b is g]
+            if mine or out_be is g:
+                _upload(weights, g, f.path, layers=mine, output=out_be is g)
         lm = LlamaModel(cfg, weights, cpu, max_pos=n_ctx, layer_backends=layer_be, output_backend=out_be)
-    else:
-        if backend.name == "CUDA":
-            _upload(weights, backend, f.path)
-        lm = LlamaModel(cfg, weights, backend, max_pos=n_ctx)
     eng = Engine(lm, tok, n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, path=f.path)
     eng.gguf = f
     eng.load_ms = (time.perf_counter() - t0) * 1e3
     return eng
 
 
-def _backend(n_gpu_layers: int, n_threads: int | None):
+def _gpu_backends(n_gpu_layers: int, main_gpu: int = 0, tensor_split=None, split_mode: str = "layer"):
+    """The CUDA backends -ngl asks for and the layer split over them: ([] , None) for a CPU run
+    (with a warning when -ngl was asked for but there is no GPU or no Triton)."""
     import logging
 
-    from .backends.cpu import CPUBackend
+    log = logging.getLogger("ggrun")
+    if split_mode not in ("none", "layer", "row"):
+        raise BadArgumentError(f"-sm/--split-mode {split_mode!r}: expected none, layer or row")
+    if not n_gpu_layers:
+        return [], None
+    import torch
 
-    if n_gpu_layers:
-        import torch
-
-        if not torch.cuda.is_available():
-            logging.getLogger("ggrun").warning(
-                "ggrun: -ngl %d asked for, but no GPU is available: running on the CPU", n_gpu_layers)
-        else:
-            try:
-                import triton  # noqa: F401
-            except ImportError:
-                logging.getLogger("ggrun").warning(
-                    "ggrun: -ngl %d needs the 'triton' package (pip install 'ggrun[gpu]'): running on the CPU",
+    if not torch.cuda.is_available():
+        log.warning("ggrun: -ngl %d asked for, but no GPU is available: running on the CPU", n_gpu_layers)
+        return [], None
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        log.warning("ggrun: -ngl %d needs the 'triton' package (pip install 'ggrun[gpu]'): running on the CPU",
                     n_gpu_layers)
-                return CPUBackend(n_threads)
-            from .backends.cuda import CUDABackend
+        return [], None
+    from .backends.cuda import CUDABackend
 
-            return CUDABackend("cuda")
-    return CPUBackend(n_threads)
+    n_dev = torch.cuda.device_count()
+    if not 0 <= main_gpu < n_dev:
+        raise BadArgumentError(f"-mg/--main-gpu {main_gpu}: this machine has {n_dev} GPU(s) (0..{n_dev - 1})")
+    if split_mode == "row":
+        raise BadArgumentError("-sm row (tensor parallelism) is not supported: use -sm layer or -sm none")
+    if tensor_split is not None:
+        ts = [float(x) for x in tensor_split]
+        if len(ts) > n_dev or any(x < 0 for x in ts) or sum(ts) <= 0:
+            raise BadArgumentError(f"-ts/--tensor-split {','.join(map(str, tensor_split))}: expected up to {n_dev} "
+                                   "non-negative shares, not all zero")
+        ts += [0.0] * (n_dev - len(ts))
+    if split_mode == "none" or n_dev == 1:
+        return [CUDABackend(f"cuda:{main_gpu}")], None
+    if tensor_split is None:                        # llama.cpp's default: by free memory
+        ts = [float(torch.cuda.mem_get_info(i)[0]) for i in range(n_dev)]
+    return [CUDABackend(f"cuda:{i}") for i in range(n_dev)], ts
 
 
 def _upload(weights: LlamaWeights, backend, path: str, layers: list[int] | None = None, output: bool = True) -> None:

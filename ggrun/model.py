@@ -109,14 +109,34 @@ class LayerKV:
         return self.layers[0].element_size()
 
 
-def offload_plan(n_layer: int, n_gpu_layers: int, cpu_backend, gpu_backend) -> tuple[list, object]:
-    """llama.cpp's -ngl N: the last N repeating layers on ``gpu_backend``, the output layer too
-    when N > n_layer (-1: all); the rest on ``cpu_backend``. Returns (per-layer backends, output
-    backend)."""
+def offload_plan(n_layer: int, n_gpu_layers: int, cpu_backend, gpu_backends, split=None) -> tuple[list, object]:
+    """llama.cpp's -ngl N over one or several GPUs (llama_model::load_tensors, split mode layer).
+
+    The output layer counts as layer ``n_layer``: the last N of the n_layer + 1 layers go to the
+    GPUs, so -ngl N holds the output layer and the last N - 1 repeating layers (-1 or N > n_layer:
+    everything). Over several GPUs those layers are cut by ``split`` (--tensor-split: one weight
+    per GPU, default equal): layer i goes to the first GPU whose cumulative share exceeds
+    (i - first) / N. Returns (per-layer backends, output backend)."""
+    gpus = list(gpu_backends) if isinstance(gpu_backends, (list, tuple)) else [gpu_backends]
+    weights = [float(x) for x in split] if split is not None else [1.0] * len(gpus)
+    if len(weights) != len(gpus) or any(x < 0 for x in weights) or sum(weights) <= 0:
+        raise ValueError(f"tensor split {weights} does not fit {len(gpus)} GPU(s)")
+    import numpy as np
+
+    cum = np.cumsum(np.array(weights, dtype=np.float32), dtype=np.float32)   # float, as llama.cpp
+    cum = cum / cum[-1]
     n = n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
-    first = max(n_layer - n, 0)
-    layers = [cpu_backend if il < first else gpu_backend for il in range(n_layer)]
-    return layers, (gpu_backend if n > n_layer else cpu_backend)
+    first = max(n_layer + 1 - n, 0)
+    act = min(n, n_layer + 1)
+
+    def place(il: int):
+        if il < first or il - first >= act:
+            return cpu_backend
+        f = np.float32(il - first) / np.float32(act)
+        g = next((i for i, c in enumerate(cum) if c > f), len(gpus) - 1)   # std::upper_bound
+        return gpus[g]
+
+    return [place(il) for il in range(n_layer)], place(n_layer)
 
 
 def rope_tables(cfg: ModelConfig, n_pos: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,11 +209,29 @@ class LlamaModel:
         for b in _unique([backend, output_backend, *(layer_backends or [])]):
             b.prepare(cfg, max_pos)                                  # rope tables, scratch
         self.kq_scale = 1.0 / math.sqrt(cfg.head_dim)
+        # (tokens [1], slot, pos, cache) → logits [1, n_vocab]: a faster route for one-token
+        # steps of one sequence (CUDA graphs, backends/cuda_decode.py), set by the loader
+        self.fast_decode = None
+        devs = {d for d in [*self.layer_devices, self.device, _device(output_backend or backend)] if d.type == "cuda"}
+        self.multi_gpu = len(devs) > 1 or any(d.index not in (None, 0) for d in devs)
 
     def forward(self, tokens: torch.Tensor, chunks: list[SeqChunk], cache: KVCache,
                 logits_rows: torch.Tensor | None = None) -> torch.Tensor:
         """tokens: [N] int64, the chunks' tokens back to back. Returns logits
         [len(logits_rows), n_vocab] f32 (default: the last token of each chunk)."""
+        cfg, be = self.cfg, self.be
+        N = tokens.shape[0]
+        if self.fast_decode is not None and N == 1 and len(chunks) == 1 and logits_rows is None:
+            return self.fast_decode(tokens, chunks[0].slot, chunks[0].start, cache)
+        if not self.multi_gpu:
+            return self._forward(tokens, chunks, cache, logits_rows)
+        prev = torch.cuda.current_device()                  # Triton launches on the current device
+        try:
+            return self._forward(tokens, chunks, cache, logits_rows)
+        finally:
+            torch.cuda.set_device(prev)
+
+    def _forward(self, tokens, chunks, cache, logits_rows):
         cfg, be = self.cfg, self.be
         N = tokens.shape[0]
         H, Hkv, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
@@ -208,6 +246,8 @@ class LlamaModel:
         for il, L in enumerate(self.w.layers):
             lb = self.layer_backends[il] if self.layer_backends is not None else be
             dev = self.layer_devices[il]
+            if self.multi_gpu and dev.type == "cuda":
+                torch.cuda.set_device(dev)
             x = on(x, dev)                                                        # a boundary: [N, D] moves
             pos = pos_on.setdefault(dev, on(pos_cpu, dev))                       # [N] int32
             h = lb.rms_norm(x, L.attn_norm, cfg.rms_eps)                          # [N, D]
@@ -239,6 +279,8 @@ class LlamaModel:
         dev = _device(ob)
         if logits_rows is None:
             logits_rows = torch.tensor([c.n for c in chunks]).cumsum(0) - 1
+        if self.multi_gpu and dev.type == "cuda":
+            torch.cuda.set_device(dev)
         x = on(x, dev)
         logits_rows = logits_rows.to(dev)
         x = ob.rms_norm(x[logits_rows].contiguous(), self.w.output_norm, cfg.rms_eps)  # [R, D]

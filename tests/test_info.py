@@ -45,9 +45,13 @@ def test_memory_estimate_deepseek_67b(tmp_path, vocab_dir, n_ctx, kv_mib, comput
     assert g.kv_gpu == kv_mib * MiB and g.kv_cpu == 0
     assert g.weights_cpu == f.tensors["token_embd.weight"].n_bytes
     assert g.weights_gpu + g.weights_cpu == sum(t.n_bytes for t in f.tensors.values())
-    half = estimate_memory(f, n_ctx, 16)                   # the last 16 of 32 layers
+    half = estimate_memory(f, n_ctx, 17)                   # the output layer and the last 16 of 32 layers
     assert half.kv_gpu == half.kv_cpu == kv_mib * MiB // 2
-    assert f.tensors["output.weight"].n_bytes + f.tensors["token_embd.weight"].n_bytes < half.weights_cpu
+    assert f.tensors["output.weight"].n_bytes < half.weights_gpu
+    assert f.tensors["token_embd.weight"].n_bytes < half.weights_cpu
+    one = estimate_memory(f, n_ctx, 1)                     # -ngl 1: the output layer only (llama.cpp)
+    assert one.weights_gpu == f.tensors["output.weight"].n_bytes + f.tensors["output_norm.weight"].n_bytes
+    assert one.kv_gpu == 0
 
 
 def test_quant_types(capsys):

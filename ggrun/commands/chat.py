@@ -155,8 +155,9 @@ def cmd_infill(args) -> int:
     suffix = _read_text("--suffix-file", args.in_suffix, args.suffix_file)
     if not prefix and not suffix:
         raise BadArgumentError("infill needs --in-prefix/--prefix-file and/or --in-suffix/--suffix-file")
-    eng = load(args.model, n_ctx=args.ctx_size, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
-               n_batch=args.batch_size)
+    from ..cli import gpu_args
+
+    eng = load(args.model, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size, **gpu_args(args))
     tok = eng.tokenizer
     ids = infill_ids(tok, prefix, suffix, args.fim_style, args.spm_infill, n_batch=max(args.batch_size, 2048),
                      n_ctx=eng.n_ctx, n_predict=args.n_predict)
@@ -239,8 +240,9 @@ def run_from_cli(args) -> int:
     chosen = None
     if args.chat_template or args.chat_template_file:           # a bad name or file fails before loading
         chosen = select_template({}, args.chat_template, args.chat_template_file)
-    eng = load(args.model, n_ctx=args.ctx_size, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
-               n_batch=args.batch_size)
+    from ..cli import gpu_args
+
+    eng = load(args.model, n_ctx=args.ctx_size, n_threads=args.threads, n_batch=args.batch_size, **gpu_args(args))
     common = dict(params=_params(args), max_tokens=args.n_predict, stop=args.reverse_prompt, n_keep=args.keep,
                   ignore_eos=getattr(args, "ignore_eos", False))
     if chat_mode or not raw_mode:
