@@ -6,11 +6,13 @@ Run on the device (one call builds, checks and times everything, ≈ 160 s on an
     git apply .gpu_patches/offload.diff   # only for the -ngl section, until the lead merges it
     PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py [--quick] [--models 33b,6.7b] [--skip ...] [--out DIR]
 
-Sections, in order: checks of every kernel against the torch reference; `ggrun bench
---synthetic` with the shipped tiles (fresh process); the matvec sweep (the committed kernel,
-frozen in benchmarks/matvec_v1.py, beside the new one over CFGS; winners go into matvec.TUNED);
-tg128 through GraphDecoder with v1 and with the new kernel on the same weights (logits compared);
-the 33B at -ngl 31. Prints tables last; writes gpu_results.json under --out after each section.
+Sections, in order: checks of every kernel (every GPU type) against the torch reference;
+`ggrun bench --synthetic` with the shipped tiles (fresh process): Q4_K_M per model, then the
+6.7B's tg128 in llama-quantize's mixes (--mixes) beside their limits (copy BW / weight bytes);
+the matvec sweep (the committed kernel, frozen in benchmarks/matvec_v1.py, beside the new one
+over CFGS; winners go into matvec.TUNED); the mixes' matvec shapes swept (sweep_types, off by
+default); tg128 through GraphDecoder with v1 and with the new kernel on the same weights
+(logits compared); the 33B at -ngl 31. Prints tables last; writes gpu_results.json under --out.
 Weights are random but valid GGUF blocks with the DeepSeek Coder shapes and llama.cpp's
 Q4_K_M mix, built in GPU memory. Anchors (llama.cpp CUDA, same H200, fa on):
 6.7B tg128 265.7 t/s, 33B tg128 70.9 t/s; copy bandwidth 4.227 TB/s.
@@ -32,7 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # matvec_v1
 import torch  # noqa: E402
 
 from ggrun.kernels import layout  # noqa: E402
-from ggrun.kernels.layout import Q4_0, Q4_K, Q5_K, Q6_K, Q8_0, TYPE_NAMES  # noqa: E402
+from ggrun.kernels.layout import (Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0,  # noqa: E402
+                                  TYPE_NAMES)
 
 ANCHORS = {"deepseek-coder-6.7b": (265.7, 4_082_886_624), "deepseek-coder-33b": (70.9, 19_940_529_888)}
 COPY_TBS = 4.227
@@ -125,9 +128,11 @@ def check_kernels():
     bad = []
     # (M, cfg, split): the defaults, a one-row tile with prefetch, a wide tile without, split-K (atomics)
     full = [(1, None, None), (1, (1, 8, 2, 1), 1), (1, (2, 4, 4, 1), 3), (3, None, 3), (8, None, 1)]
-    for t in (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0):
-        cases = full if t in (Q4_K, Q6_K) else [(1, None, None), (3, None, 3)]
-        for (N, K) in ((333, 768), (1031, 2816)):
+    for t in (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K):
+        cases = full if t in (Q4_K, Q6_K, Q2_K, Q3_K, Q5_0) else [(1, None, None), (3, None, 3)]
+        # K: rows of 16-byte units and (Q5_0/Q5_1/Q3_K: 5 and 27 words per block) rows of odd words
+        k2 = 2816 if layout.LAYOUTS[t][0] == 256 else 2848
+        for (N, K) in ((333, 768), (1031, k2), (129, 4096)):
             raw = random_blocks(N, K, t, device="cuda", generator=g)
             p = layout.pack(raw, t)
             assert torch.equal(layout.unpack(p), raw)
@@ -267,6 +272,88 @@ def sweep_matvec(models, quick=False):
             del packs
             torch.cuda.empty_cache()
     RESULTS["matvec"] = rows
+    RESULTS["tuned"] = {f"{TYPE_NAMES[k[0]]} {k[1]}x{k[2]}": v for k, v in mv.TUNED.items()}
+    save()
+
+
+# tiles for the other types' sweeps: Q5_K as Q4_K, Q3_K as Q6_K (same kernel shapes)
+_BLK32_CFGS = [(8, 32, 4, 1), (8, 16, 4, 1), (4, 32, 4, 1), (16, 16, 4, 1), (8, 32, 8, 1), (2, 64, 4, 1),
+               (4, 16, 2, 1), (8, 64, 8, 1), (8, 32, 4, 0), (16, 32, 8, 1), (4, 64, 4, 1), (2, 32, 2, 1)]
+CFGS.update({Q5_K: CFGS[Q4_K], Q3_K: CFGS[Q6_K],
+             Q2_K: [(8, 8, 4, 1), (8, 4, 4, 1), (4, 8, 4, 1), (16, 4, 4, 1), (8, 8, 4, 0), (2, 16, 4, 1),
+                    (16, 8, 8, 1), (8, 4, 2, 1), (4, 4, 2, 1), (8, 16, 8, 1), (2, 8, 2, 1), (16, 4, 8, 0)],
+             Q8_0: [(8, 16, 4, 1), (8, 8, 4, 1), (4, 16, 4, 1), (16, 8, 4, 1), (8, 16, 8, 1), (2, 32, 4, 1),
+                    (4, 8, 2, 1), (8, 32, 8, 1), (8, 16, 4, 0), (16, 16, 8, 1), (2, 16, 2, 1), (1, 32, 2, 1)],
+             **{t: _BLK32_CFGS for t in (Q4_0, Q4_1, Q5_0, Q5_1)}})
+MIXES = "Q8_0,Q6_K,Q5_K_M,Q4_0,Q3_K_M,Q2_K"
+
+
+def mix_shapes(model: str, mix: str) -> list[tuple[int, int, int]]:
+    """The distinct (type, N, K) matvecs of a decode token of ``model`` in ``mix``, with q/k/v and
+    gate/up stacked where their types agree (as GraphDecoder stacks them)."""
+    from ggrun.kernels.testing import mix_types, synthetic_config
+
+    cfg = synthetic_config(model)
+    ty = mix_types(mix, cfg.n_layer, cfg)
+    D, Fd, nq, nk = cfg.n_embd, cfg.n_ff, cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim
+    out = {(ty["output"], cfg.n_vocab, D)}
+    for i in range(cfg.n_layer):
+        for grp, K in (([(ty["attn_q"][i], nq), (ty["attn_k"][i], nk), (ty["attn_v"][i], nk)], D),
+                       ([(ty["ffn_gate"][i], Fd), (ty["ffn_up"][i], Fd)], D), ([(ty["attn_output"][i], D)], nq),
+                       ([(ty["ffn_down"][i], D)], Fd)):
+            a = 0
+            while a < len(grp):                      # runs of one type are stacked into one matrix
+                b, n = a, 0
+                while b < len(grp) and grp[b][0] == grp[a][0]:
+                    n, b = n + grp[b][1], b + 1
+                out.add((grp[a][0], n, K))
+                a = b
+    return sorted(out)
+
+
+@section
+def sweep_types(model: str, mixes: list[str], quick=False):
+    """The mixes' matvec shapes (``mix_shapes``) over CFGS × splits, GB/s of weight bytes, beside
+    the tile matvec_q picks by default; the best per shape goes into matvec.TUNED (for the H200
+    table: ``RESULTS['tuned']``)."""
+    from ggrun.kernels import matvec as mv
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import random_blocks
+
+    shapes = sorted({s for m in mixes for s in mix_shapes(model, m)})
+    rows = []
+    for t, N, K in shapes:
+        if (t, N, K) in mv.TUNED:                    # swept already (sweep_matvec)
+            continue
+        raw = random_blocks(N, K, t, device="cuda")
+        nbytes = raw.numel()
+        R = max(2, -(-320_000_000 // nbytes))
+        packs = [layout.pack(raw.roll(i, 0) if i else raw, t) for i in range(R)]
+        del raw
+        qx = quantize_x(torch.randn(1, K, device="cuda"))
+        y = torch.empty(1, N, device="cuda")
+        ms_def = graph_time([lambda i=i: mv.matvec_q(packs[i % R], qx, out=y) for i in range(2 * R)])
+        res = []
+        for cfg in (CFGS[t][:3] if quick else CFGS[t]):
+            for split in ((1, 2, 4) if N <= 2048 else (1,)):
+                try:
+                    ms = graph_time([lambda i=i: mv.matvec_q(packs[i % R], qx, out=y, cfg=cfg, split=split)
+                                     for i in range(2 * R)])
+                    res.append((nbytes / ms / 1e6, cfg, split, ms))
+                except Exception as e:  # a config may not compile
+                    log(f"  {TYPE_NAMES[t]} {N}x{K} {cfg} split={split}: {e!r}"[:200])
+        best = max(res)
+        mv.set_tuned(t, N, K, best[1], best[2])
+        rows.append(dict(model=model, type=TYPE_NAMES[t], N=N, K=K, mb=nbytes / 1e6, default_gbs=nbytes / ms_def / 1e6,
+                         best_gbs=best[0], best_cfg=best[1], best_split=best[2], best_us=best[3] * 1e3,
+                         all=[(round(r[0]), r[1], r[2]) for r in sorted(res, reverse=True)]))
+        nxt = ", ".join(f"{g:.0f}{c}/{sp}" for g, c, sp, _ in sorted(res, reverse=True)[1:4])
+        log(f"{model:20s} {TYPE_NAMES[t]} {N:6d}x{K:<6d} {nbytes / 1e6:6.1f} MB  default "
+            f"{nbytes / ms_def / 1e6:5.0f} GB/s | best {best[0]:5.0f} GB/s ({best[0] / 1e3 / COPY_TBS:4.0%}) "
+            f"{best[3] * 1e3:6.1f} us cfg={best[1]} split={best[2]}; next: {nxt}")
+        del packs
+        torch.cuda.empty_cache()
+    RESULTS.setdefault("matvec_types", []).extend(rows)
     RESULTS["tuned"] = {f"{TYPE_NAMES[k[0]]} {k[1]}x{k[2]}": v for k, v in mv.TUNED.items()}
     save()
 
@@ -423,7 +510,14 @@ def bench_synthetic_run(spec: str, ngl: int, n_prompt, n_gen, reps: int, n_threa
     rows = bench_synthetic(spec, n_prompt=n_prompt, n_gen=n_gen, n_gpu_layers=ngl, repetitions=reps, file=buf,
                            n_threads=n_threads)
     log(buf.getvalue())
-    RESULTS.setdefault("bench_synthetic", []).append(dict(spec=spec, ngl=ngl, table=buf.getvalue(), rows=rows))
+    entry = dict(spec=spec, ngl=ngl, table=buf.getvalue(), rows=rows)
+    tg = [r for r in rows if r["test"].startswith("tg")]
+    if tg and ngl >= 99:   # the mixes table: tg beside its limit (copy bandwidth / weight bytes)
+        r = tg[-1]
+        entry["mix_row"] = dict(model=spec.split(":")[0], mix=spec.split(":")[1], gib=r["model_size"] / 2**30,
+                                tg=r["avg_ts"], tg_sd=r["stdev_ts"], gbs=r["gbs"],
+                                limit=r["copy_tbs"] * 1e12 / r["model_size"])
+    RESULTS.setdefault("bench_synthetic", []).append(entry)
     save()
 
 
@@ -444,6 +538,14 @@ def table():
             f"{r['anchor']} | {r['tg'] / r['anchor']:.2f}x |")
     for b in RESULTS.get("bench_synthetic", []):
         log(b["table"])
+    mixes = [b for b in RESULTS.get("bench_synthetic", []) if b.get("mix_row")]
+    if mixes:
+        log("\n| model | mix | weights | tg128 t/s | GB/s | limit t/s | % of limit |")
+        log("|---|---|---|---|---|---|---|")
+        for b in mixes:
+            r = b["mix_row"]
+            log(f"| {r['model']} | {r['mix']} | {r['gib']:.2f} GiB | {r['tg']:.1f} ± {r['tg_sd']:.1f} | "
+                f"{r['gbs']:.0f} | {r['limit']:.0f} | {r['tg'] / r['limit']:.0%} |")
     if RESULTS["errors"]:
         log("ERRORS:\n  " + "\n  ".join(RESULTS["errors"]))
 
@@ -452,8 +554,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--models", default="33b,6.7b")
-    ap.add_argument("--skip", default="check_attention,prefill,breakdown",
-                    help="comma list of: check,check_attention,sweep,prefill,breakdown,decode,bench,offload")
+    ap.add_argument("--skip", default="check_attention,prefill,breakdown,sweep_types",
+                    help="comma list of: check,check_attention,bench,mixes,sweep,sweep_types,prefill,breakdown,"
+                         "decode,offload")
+    ap.add_argument("--mixes", default=MIXES, help="the mixes' tg128 (6.7B shape; section 'mixes')")
+    ap.add_argument("--mix-model", default="6.7b", help="the shape of the mixes section and of sweep_types")
     ap.add_argument("--ngl", type=int, default=31, help="the partial-offload run (33B shape)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     a = ap.parse_args()
@@ -470,8 +575,15 @@ def main():
     if "bench" not in skip:                       # first, in a fresh process: the shipped tiles (matvec.H200)
         for m in models:
             bench_synthetic_run(f"{m}:Q4_K_M", 99, [512], [128], 3)
+    mix_model = f"deepseek-coder-{a.mix_model}"
+    mixes = [m for m in a.mixes.split(",") if m]
+    if "mixes" not in skip:                       # shipped tiles too (before any sweep sets TUNED)
+        for mix in mixes:
+            bench_synthetic_run(f"{mix_model}:{mix}", 99, [], [128], 3)
     if "sweep" not in skip:
         sweep_matvec(models, a.quick)
+    if "sweep_types" not in skip:
+        sweep_types(mix_model, mixes, a.quick)
     if "prefill" not in skip:
         prefill_matmul(models[:1] if a.quick else models)
     if "breakdown" not in skip:

@@ -12,8 +12,11 @@ tg with every layer on the GPU runs ``GraphDecoder`` (one CUDA graph per token, 
 on the GPU); pp, and tg with -ngl below the layer count (llama.cpp's partial offload: the last
 N layers on the GPU, the output layer too when N > n_layer), run ``LlamaModel.forward``.
 
-Shapes: ``ggrun.kernels.testing.SHAPES`` (deepseek-coder-6.7b, deepseek-coder-33b); mixes:
-Q4_K_M, Q4_K, Q5_K, Q6_K, Q8_0, Q4_0.
+Shapes: ``ggrun.kernels.testing.SHAPES`` (deepseek-coder-6.7b, deepseek-coder-33b); mixes
+(``testing.MIXES``): llama-quantize's file types with the per-tensor types it picks for the
+shape (Q2_K, Q3_K_S/M/L, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K_S/M, Q5_K_S/M, Q6_K: e.g. Q4_0
+has a Q6_K output, Q3_K_M Q4_K/Q5_K attn_v, attn_output and ffn_down), and Q4_K / Q5_K (every
+matrix of that type, a Q6_K output).
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ from .errors import BadArgumentError
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
+    from .kernels.testing import MIXES as mixes
     from .kernels.testing import SHAPES
 
     shape, _, mix = spec.partition(":")
     mix = mix or "Q4_K_M"
-    mixes = ("Q4_K_M", "Q4_K", "Q5_K", "Q6_K", "Q8_0", "Q4_0")
     if shape not in SHAPES or mix not in mixes:
         raise BadArgumentError(f"--synthetic {spec!r}: expected SHAPE:MIX with SHAPE in {sorted(SHAPES)} "
                                f"and MIX in {list(mixes)}")

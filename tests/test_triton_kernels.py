@@ -14,13 +14,13 @@ import torch  # noqa: E402
 triton = pytest.importorskip("triton")
 
 from ggrun.kernels import layout  # noqa: E402
-from ggrun.kernels.layout import Q4_0, Q4_K, Q5_K, Q6_K, Q8_0  # noqa: E402
+from ggrun.kernels.layout import Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0  # noqa: E402
 
 if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
     pytest.skip("TRITON_INTERPRET is off and there is no GPU", allow_module_level=True)
 
 DEV = "cuda" if os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
-TYPES = [Q4_K, Q5_K, Q6_K, Q8_0, Q4_0]
+TYPES = [Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K]
 IDS = [layout.TYPE_NAMES[t] for t in TYPES]
 
 
@@ -69,7 +69,7 @@ def test_matvec(t, M, gen):
     from ggrun.kernels.quantize_x import quantize_x
     from ggrun.kernels.testing import qx_dequant
 
-    N, K = 37, 768                                     # odd rows; 3 k-quant blocks / 24 legacy blocks
+    N, K = 37, 768            # odd rows; 3 k-quant blocks / 24 legacy blocks (Q3_K: rows of 81 words)
     _, p, W = _weights(t, N, K, gen)
     x = torch.randn(M, K, device=DEV, generator=gen)
     qx = quantize_x(x)
@@ -106,6 +106,45 @@ def test_matvec_configs(t, gen):
             y1 = y0.clone()
             matvec_q(p, qx, out=y1, acc=True, cfg=cfg, split=split)
             assert rel(y1 - y0, ref) < 1e-4, (M, cfg, split)
+
+
+@pytest.mark.parametrize("t,K", [(Q5_0, 800), (Q5_1, 800), (Q3_K, 1024), (Q4_1, 800)],
+                         ids=["Q5_0-125w", "Q5_1-125w", "Q3_K-108w", "Q4_1-100w"])
+def test_matvec_row_alignment(t, K, gen):
+    """The other row alignment than test_matvec's K = 768 gives (rows of 16-byte units or only
+    words: RS 4 or 1), batch 1 and 2, prefetch, split-K; dequantize too."""
+    from ggrun.kernels.dequant import dequantize
+    from ggrun.kernels.matvec import matvec_q
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import qx_dequant
+
+    _, p, W = _weights(t, 6, K, gen)
+    assert torch.equal(dequantize(p, dtype=torch.float32), W)
+    for M, cfg, split in ((1, (4, 2, 1, 1), 2), (2, (8, 4, 1, 0), 1)):
+        qx = quantize_x(torch.randn(M, K, device=DEV, generator=gen))
+        assert rel(matvec_q(p, qx, cfg=cfg, split=split), qx_dequant(qx) @ W.T) < 1e-5, (M, cfg, split)
+
+
+@pytest.mark.parametrize("t", [Q4_1, Q2_K, Q3_K], ids=["Q4_1", "Q2_K", "Q3_K"])
+def test_stacked_parts(t, gen):
+    """layout.concat (fused QKV / gate-up): the stacked matrix and its row-slice parts (views
+    into one w and one d plane, read as int32 words for d/m types) give each part's product."""
+    from ggrun.kernels.dequant import dequantize
+    from ggrun.kernels.matvec import matvec_q
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import qx_dequant
+
+    ws = [_weights(t, n, 512, gen) for n in (3, 5)]
+    fused, parts = layout.concat([w[1] for w in ws])
+    fused.check()
+    assert torch.equal(layout.unpack(fused), torch.cat([w[0] for w in ws]))
+    qx = quantize_x(torch.randn(1, 512, device=DEV, generator=gen))
+    X = qx_dequant(qx)
+    assert rel(matvec_q(fused, qx), X @ torch.cat([w[2] for w in ws]).T) < 1e-5
+    for part, (_, _, W) in zip(parts, ws):
+        part.check()
+        assert rel(matvec_q(part, qx), X @ W.T) < 1e-5
+        assert torch.equal(dequantize(part, ids=torch.tensor([2, 0]), dtype=torch.float32), W[[2, 0]])
 
 
 def test_matvec_tuned_table(gen):
@@ -178,15 +217,17 @@ def test_decode_attention(H, Hkv, pos, neox, gen):
     assert rel(o, ref) < 1e-4
 
 
-def test_backend_and_graph_decoder_match_model():
+@pytest.mark.parametrize("mix", ["Q4_K_M", "Q2_K"])
+def test_backend_and_graph_decoder_match_model(mix):
     """CUDABackend under model.py (prefill: dequant → matmul; decode: matvec) and the
-    GraphDecoder's fused step give the same logits on a tiny random Q4_K_M model."""
+    GraphDecoder's fused step give the same logits on a tiny random model (Q4_K_M; Q2_K:
+    llama-quantize's Q2_K mix, Q2_K with Q3_K attn_v/attn_output/ffn_down and a Q6_K output)."""
     from ggrun.backends.cuda import CUDABackend, GraphDecoder
     from ggrun.kernels.testing import synthetic_config, synthetic_llama
     from ggrun.model import KVCache, LlamaModel, SeqChunk
 
     cfg = synthetic_config("tiny", n_layer=1, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=40)
-    w = synthetic_llama(cfg, "Q4_K_M", device=DEV)
+    w = synthetic_llama(cfg, mix, device=DEV)
     be = CUDABackend(DEV)
     lm = LlamaModel(cfg, w, be, max_pos=16)
     dec = GraphDecoder(cfg, w, n_ctx=16, device=DEV)

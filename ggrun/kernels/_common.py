@@ -1,4 +1,5 @@
-"""Shared bits of the Triton kernels: the dp4a helper and the interpreter switch."""
+"""Shared bits of the Triton kernels: the dp4a helper, f16 fields, the matvec store and the
+interpreter switch."""
 
 from __future__ import annotations
 
@@ -60,3 +61,19 @@ def kq_scales(w1, w2, w3, jj):
     mw = tl.where(sel, m_lo, m_hi)
     sh = (jj % 2) * 16
     return (scw >> sh) & 0xFF, (scw >> (sh + 8)) & 0xFF, (mw >> sh) & 0xFF, (mw >> (sh + 8)) & 0xFF
+
+
+@triton.jit
+def store_y(acc, y_ptr, rows, rmask, M: tl.constexpr, MP: tl.constexpr, stride_ym, ACC: tl.constexpr,
+            ATOMIC: tl.constexpr):
+    """A matvec program's result acc [MP, BN] into y [M, N] at ``rows``: stored, added to what y
+    holds (ACC), or atomically added (ATOMIC: split-K, every K-slice adds its part)."""
+    mrow = tl.arange(0, MP)
+    ymask = (mrow[:, None] < M) & rmask[None, :]
+    yp = y_ptr + mrow[:, None] * stride_ym + rows[None, :]
+    if ATOMIC:   # split-K: every K-slice adds its part into y (y = out + W·x, or zeroed first)
+        tl.atomic_add(yp, acc, mask=ymask, sem="relaxed")
+    else:
+        if ACC:
+            acc += tl.load(yp, mask=ymask, other=0.0)
+        tl.store(yp, acc, mask=ymask)

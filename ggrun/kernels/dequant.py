@@ -2,7 +2,9 @@
 
 One program decodes BB blocks of one row (a row of ``ids`` when given), element by
 element; each element finds its bits by arithmetic on its index (the words are re-read
-from L1, so the kernel is bound by the bytes it writes).
+from L1, so the kernel is bound by the bytes it writes). The float operations are those of
+ggml's dequantize_row_* (ggrun.quants), so the f32 output is bit-identical to the reference
+(where the compiler doesn't contract a multiply and an add into an FMA).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import triton
 import triton.language as tl
 
 from ._common import f16_hi, f16_lo, interpreting, kq_scales
-from .layout import LAYOUTS, Q4_0, Q4_K, Q5_K, Q6_K, Q8_0, Packed
+from .layout import LAYOUTS, Packed
 
 
 @triton.jit
@@ -70,12 +72,58 @@ def _dequant_kernel(w_ptr, d_ptr, ids_ptr, y_ptr, R, NB, stride_w, stride_d, str
         d = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0.0).to(tl.float32)
         y = d * q.to(tl.float32)
         NE: tl.constexpr = 32
-    else:  # Q4_0
+    elif TYPE == 10:  # Q2_K: words scales[16] · qs[64]; d plane d, dmin (int32 words)
+        e = tl.arange(0, 256)[None, None, :]
+        h = e // 128
+        j = (e % 128) // 32
+        l = e % 32
+        base = w_ptr + row * stride_w + bi * 20
+        q = tl.load(base + 4 + (32 * h + l) // 4, mask=bmask, other=0)
+        q = (q >> (8 * (l % 4) + 2 * j)) & 3
+        si = e // 16                                                            # sub-block 8h + 2j + l/16
+        sc = (tl.load(base + si // 4, mask=bmask, other=0) >> (8 * (si % 4))) & 0xFF
+        dm = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0)
+        y = (f16_lo(dm) * (sc & 0xF).to(tl.float32)) * q.to(tl.float32) - f16_hi(dm) * (sc >> 4).to(tl.float32)
+        NE: tl.constexpr = 256
+    elif TYPE == 11:  # Q3_K: words hmask[32] · qs[64] · scales[12]; d plane d
+        e = tl.arange(0, 256)[None, None, :]
+        h = e // 128
+        j = (e % 128) // 32
+        l = e % 32
+        base = w_ptr + row * stride_w + bi * 27
+        q = tl.load(base + 8 + (32 * h + l) // 4, mask=bmask, other=0)
+        q = (q >> (8 * (l % 4) + 2 * j)) & 3
+        hb = (tl.load(base + l // 4, mask=bmask, other=0) >> (8 * (l % 4) + 4 * h + j)) & 1
+        q = q - 4 * (1 - hb)
+        si = e // 16
+        lo = (tl.load(base + 24 + (si % 8) // 4, mask=bmask, other=0) >> (8 * (si % 4) + 4 * (si // 8))) & 0xF
+        hi = (tl.load(base + 26, mask=bmask, other=0) >> (8 * (si % 4) + 2 * (si // 4))) & 3
+        d = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0.0).to(tl.float32)
+        y = (d * ((lo | (hi << 4)) - 32).to(tl.float32)) * q.to(tl.float32)
+        NE: tl.constexpr = 256
+    elif TYPE == 2 or TYPE == 3:  # Q4_0, Q4_1 (d plane as int32 words: d, m)
         e = tl.arange(0, 32)[None, None, :]
         q = tl.load(w_ptr + row * stride_w + bi * 4 + (e % 16) // 4, mask=bmask, other=0)
-        q = ((q >> (8 * (e % 4) + 4 * (e // 16))) & 0xF) - 8
-        d = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0.0).to(tl.float32)
-        y = d * q.to(tl.float32)
+        q = (q >> (8 * (e % 4) + 4 * (e // 16))) & 0xF
+        if TYPE == 2:
+            d = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0.0).to(tl.float32)
+            y = d * (q - 8).to(tl.float32)
+        else:
+            dm = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0)
+            y = q.to(tl.float32) * f16_lo(dm) + f16_hi(dm)
+        NE: tl.constexpr = 32
+    else:  # Q5_0, Q5_1: words qh[4] · qs[16] (d plane: d, or d, m as int32 words)
+        e = tl.arange(0, 32)[None, None, :]
+        base = w_ptr + row * stride_w + bi * 5
+        q = tl.load(base + 1 + (e % 16) // 4, mask=bmask, other=0)
+        q = (q >> (8 * (e % 4) + 4 * (e // 16))) & 0xF
+        q |= ((tl.load(base, mask=bmask, other=0) >> e) & 1) << 4
+        if TYPE == 6:
+            d = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0.0).to(tl.float32)
+            y = (q - 16).to(tl.float32) * d
+        else:
+            dm = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0)
+            y = q.to(tl.float32) * f16_lo(dm) + f16_hi(dm)
         NE: tl.constexpr = 32
     tl.store(y_ptr + r.to(tl.int64) * stride_y + bi * NE + e, y.to(y_ptr.dtype.element_ty), mask=bmask)
 
@@ -99,7 +147,7 @@ def dequantize(p: Packed, ids: torch.Tensor | None = None, dtype: torch.dtype = 
     bb, br = (4 if bs == 256 else 32), 1
     if interpreting():  # few programs: the interpreter runs them one by one
         bb, br = triton.next_power_of_2(NB), min(64, triton.next_power_of_2(R))
-    d = p.d if p.d is not None else p.w
+    d = p.d_words if p.d is not None else p.w
     grid = (triton.cdiv(R, br), triton.cdiv(NB, bb))
     _dequant_kernel[grid](p.w, d, ids if ids is not None else p.w, out, R, NB, p.w.stride(0),
                           d.stride(0), out.stride(0), TYPE=t, BR=br, BB=bb, HAS_IDS=ids is not None, num_warps=4)

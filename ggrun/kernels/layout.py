@@ -1,16 +1,27 @@
 """Lossless re-layout of GGUF blocks for the GPU kernels: the same bits, word-aligned.
 
 Every packed matrix is ``w``: int32 [n_out, n_blocks * WPB] (the words of each block,
-back to back) and, for types whose block size isn't a multiple of 4 bytes, ``d``:
-float16 [n_out, n_blocks] (the block scale taken out of the block).
+back to back) and, for most types, ``d``: float16 [n_out, n_blocks * ND] (the ND f16 fields
+of each block, which lie side by side in the block, taken out of it: the scale d, or d and
+the min m / dmin). With ND = 2 the kernels read the plane as int32 words (``d_words``):
+one load gives both.
 
-| type | block bytes | words per block (WPB) | word layout of a block | d plane |
+| type | block bytes | WPB | word layout of a block | d plane (ND) |
 |---|---|---|---|---|
 | Q4_K | 144 | 36 | d,dmin · scales[12] · qs[128] (the raw block) | — |
 | Q5_K | 176 | 44 | d,dmin · scales[12] · qh[32] · qs[128] (the raw block) | — |
-| Q6_K | 210 | 52 | ql[128] · qh[64] · scales[16] | d |
-| Q8_0 | 34 | 8 | qs[32] | d |
-| Q4_0 | 18 | 4 | qs[16] | d |
+| Q6_K | 210 | 52 | ql[128] · qh[64] · scales[16] | d (1) |
+| Q8_0 | 34 | 8 | qs[32] | d (1) |
+| Q4_0 | 18 | 4 | qs[16] | d (1) |
+| Q4_1 | 20 | 4 | qs[16] | d, m (2) |
+| Q5_0 | 22 | 5 | qh[4] · qs[16] | d (1) |
+| Q5_1 | 24 | 5 | qh[4] · qs[16] | d, m (2) |
+| Q2_K | 84 | 20 | scales[16] · qs[64] | d, dmin (2) |
+| Q3_K | 110 | 27 | hmask[32] · qs[64] · scales[12] | d (1) |
+
+Rows of the types with WPB a multiple of 4 are whole 16-byte units (the kernels tell Triton
+so: vector loads); Q5_0, Q5_1 and Q3_K blocks are only word-aligned (and their rows 16-byte
+units only when the number of blocks is a multiple of 4).
 
 ``unpack`` gives the GGUF bytes back (the tests check it).
 """
@@ -21,17 +32,30 @@ from dataclasses import dataclass
 
 import torch
 
-Q4_0, Q8_0, Q4_K, Q5_K, Q6_K = 2, 8, 12, 13, 14
+Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = 2, 3, 6, 7, 8, 10, 11, 12, 13, 14
 
-# type -> (elements per block, bytes per block, words per block, byte offset of d or -1)
+# type -> (elements per block, bytes per block, words per block, byte offset of the f16 fields or -1);
+# the number of f16 fields (ND) is what the words leave: (bytes - 4 * words) / 2
 LAYOUTS: dict[int, tuple[int, int, int, int]] = {
     Q4_K: (256, 144, 36, -1),
     Q5_K: (256, 176, 44, -1),
     Q6_K: (256, 210, 52, 208),
     Q8_0: (32, 34, 8, 0),
     Q4_0: (32, 18, 4, 0),
+    Q4_1: (32, 20, 4, 0),
+    Q5_0: (32, 22, 5, 0),
+    Q5_1: (32, 24, 5, 0),
+    Q2_K: (256, 84, 20, 80),
+    Q3_K: (256, 110, 27, 108),
 }
-TYPE_NAMES = {Q4_0: "Q4_0", Q8_0: "Q8_0", Q4_K: "Q4_K", Q5_K: "Q5_K", Q6_K: "Q6_K"}
+TYPE_NAMES = {Q4_0: "Q4_0", Q4_1: "Q4_1", Q5_0: "Q5_0", Q5_1: "Q5_1", Q8_0: "Q8_0", Q2_K: "Q2_K", Q3_K: "Q3_K",
+              Q4_K: "Q4_K", Q5_K: "Q5_K", Q6_K: "Q6_K"}
+
+
+def n_fields(ggml_type: int) -> int:
+    """ND: the f16 fields per block in the d plane (0: no plane)."""
+    _, ts, wpb, _ = LAYOUTS[int(ggml_type)]
+    return (ts - 4 * wpb) // 2
 
 
 @dataclass
@@ -42,7 +66,7 @@ class Packed:
     n_out: int
     n_in: int
     w: torch.Tensor                 # int32 [n_out, n_blocks * WPB], contiguous
-    d: torch.Tensor | None          # float16 [n_out, n_blocks] or None
+    d: torch.Tensor | None          # float16 [n_out, n_blocks * ND] or None
 
     @property
     def n_blocks(self) -> int:
@@ -51,6 +75,14 @@ class Packed:
     @property
     def wpb(self) -> int:
         return LAYOUTS[self.ggml_type][2]
+
+    @property
+    def d_words(self) -> torch.Tensor | None:
+        """The d plane as the kernels read it: float16 [n_out, n_blocks] (ND = 1) or int32
+        [n_out, n_blocks] (ND = 2: d in the low half of each word, m / dmin in the high)."""
+        if self.d is None or n_fields(self.ggml_type) == 1:
+            return self.d
+        return self.d.view(torch.int32)
 
     @property
     def n_bytes(self) -> int:
@@ -65,7 +97,7 @@ class Packed:
         assert tuple(self.w.shape) == (self.n_out, nb * wpb), (tuple(self.w.shape), self.n_out, nb * wpb)
         if doff >= 0:
             assert self.d is not None and self.d.dtype == torch.float16 and self.d.is_contiguous()
-            assert tuple(self.d.shape) == (self.n_out, nb)
+            assert tuple(self.d.shape) == (self.n_out, nb * n_fields(self.ggml_type))
             assert self.d.device == self.w.device
         else:
             assert self.d is None
@@ -96,9 +128,11 @@ def pack(data, ggml_type: int, device=None) -> Packed:
     if doff < 0:
         w = blocks.contiguous().view(torch.int32).reshape(n_out, nb * wpb)
         return Packed(ggml_type, n_out, nb * bs, w, None)
-    body = torch.cat([blocks[..., :doff], blocks[..., doff + 2:]], dim=-1) if doff else blocks[..., 2:]
+    nd = n_fields(ggml_type)
+    end = doff + 2 * nd
+    body = torch.cat([blocks[..., :doff], blocks[..., end:]], dim=-1) if doff else blocks[..., end:]
     w = body.contiguous().view(torch.int32).reshape(n_out, nb * wpb)
-    d = blocks[..., doff:doff + 2].contiguous().view(torch.float16).reshape(n_out, nb)
+    d = blocks[..., doff:end].contiguous().view(torch.float16).reshape(n_out, nb * nd)
     return Packed(ggml_type, n_out, nb * bs, w, d)
 
 
@@ -109,7 +143,7 @@ def unpack(p: Packed) -> torch.Tensor:
     body = p.w.reshape(p.n_out, nb, wpb).view(torch.uint8)
     if doff < 0:
         return body.reshape(p.n_out, nb * ts).clone()
-    d = p.d.reshape(p.n_out, nb, 1).view(torch.uint8)
+    d = p.d.reshape(p.n_out, nb, n_fields(p.ggml_type)).view(torch.uint8)
     parts = [body[..., :doff], d, body[..., doff:]]
     return torch.cat(parts, dim=-1).reshape(p.n_out, nb * ts)
 

@@ -11,6 +11,9 @@ loop), optionally loads the next step's words before computing this one (PF), an
 rows as 16-byte aligned (row stride passed in units of 4 words), so the loads vectorize
 for every K. ``split`` > 1 cuts K among programs (thin matrices), which add their parts
 into y with atomics.
+
+Here: Q4_K, Q5_K, Q6_K, Q8_0, Q4_0; ``matvec_ext``: Q4_1, Q5_0, Q5_1, Q2_K, Q3_K (same
+structure); ``matvec_q`` runs either.
 """
 
 from __future__ import annotations
@@ -20,24 +23,12 @@ import triton
 import triton.language as tl
 
 from ._common import dp4a, f16_hi, f16_lo, interpreting, kq_scales, use_asm
-from .layout import Q4_0, Q4_K, Q5_K, Q6_K, Q8_0, Packed
+from ._common import store_y as _store
+from .layout import Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, Packed
+from .matvec_ext import EXT_TYPES, launch as _launch_ext
 from .quantize_x import QX, quantize_x
 
 MAX_M = 8
-
-
-@triton.jit
-def _store(acc, y_ptr, rows, rmask, M: tl.constexpr, MP: tl.constexpr, stride_ym, ACC: tl.constexpr,
-           ATOMIC: tl.constexpr):
-    mrow = tl.arange(0, MP)
-    ymask = (mrow[:, None] < M) & rmask[None, :]
-    yp = y_ptr + mrow[:, None] * stride_ym + rows[None, :]
-    if ATOMIC:   # split-K: every K-slice adds its part into y (y = out + W·x, or zeroed first)
-        tl.atomic_add(yp, acc, mask=ymask, sem="relaxed")
-    else:
-        if ACC:
-            acc += tl.load(yp, mask=ymask, other=0.0)
-        tl.store(yp, acc, mask=ymask)
 
 
 # --- Q4_K / Q5_K ----------------------------------------------------------------------
@@ -295,17 +286,22 @@ def _mv_q8_q4_0(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_
     _store(acc, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
 
 
-MATVEC_TYPES = (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0)
+MATVEC_TYPES = (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0) + EXT_TYPES     # EXT_TYPES: the kernels of matvec_ext
 
 # cfg = (BN rows, BB blocks per step, num_warps, PF prefetch) by type, for M = 1 and for M > 1.
 # Batch 1 looks up, in order: TUNED (what a sweep set in this process, ``set_tuned``), H200
 # (the best tile per exact shape from benchmarks/gpu.py's sweeps on an H200, gpu_results.md),
-# then DEFAULT_CFG, with THIN_CFG for matrices of few rows.
-DEFAULT_CFG = {Q4_K: (8, 4, 2, 0), Q5_K: (8, 4, 2, 0), Q6_K: (8, 4, 4, 1), Q8_0: (8, 16, 4, 1), Q4_0: (8, 32, 4, 1)}
-THIN_CFG = {Q4_K: (2, 16, 4, 1), Q5_K: (2, 16, 4, 1), Q6_K: (2, 8, 4, 1), Q8_0: (2, 32, 4, 1), Q4_0: (2, 64, 4, 1)}
+# then DEFAULT_CFG, with THIN_CFG for matrices of few rows. The Q4_1/Q5_0/Q5_1/Q2_K/Q3_K tiles
+# are not swept yet: by analogy (Q4_1, Q5_*: Q4_0's; Q2_K: about Q4_K's bytes per step;
+# Q3_K: Q6_K's, whose kernel has the same shape).
+DEFAULT_CFG = {Q4_K: (8, 4, 2, 0), Q5_K: (8, 4, 2, 0), Q6_K: (8, 4, 4, 1), Q8_0: (8, 16, 4, 1), Q4_0: (8, 32, 4, 1),
+               Q4_1: (8, 32, 4, 1), Q5_0: (8, 32, 4, 1), Q5_1: (8, 32, 4, 1), Q2_K: (8, 8, 4, 1), Q3_K: (8, 4, 4, 1)}
+THIN_CFG = {Q4_K: (2, 16, 4, 1), Q5_K: (2, 16, 4, 1), Q6_K: (2, 8, 4, 1), Q8_0: (2, 32, 4, 1), Q4_0: (2, 64, 4, 1),
+            Q4_1: (2, 64, 4, 1), Q5_0: (2, 64, 4, 1), Q5_1: (2, 64, 4, 1), Q2_K: (2, 16, 4, 1), Q3_K: (2, 8, 4, 1)}
 THIN_ROWS = 2048
 DEFAULT_CFG_BATCH = {Q4_K: (8, 8, 4, 0), Q5_K: (8, 8, 4, 0), Q6_K: (8, 4, 4, 0), Q8_0: (8, 16, 4, 0),
-                     Q4_0: (8, 32, 4, 0)}
+                     Q4_0: (8, 32, 4, 0), Q4_1: (8, 32, 4, 0), Q5_0: (8, 32, 4, 0), Q5_1: (8, 32, 4, 0),
+                     Q2_K: (8, 8, 4, 0), Q3_K: (8, 4, 4, 0)}
 TUNED: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {}
 # (type, N, K) → (cfg, split): DeepSeek Coder 6.7B / 33B Q4_K_M decode shapes, H200, 2026-11-30
 # (the second sweep of gpu_results.md; the whole-token figures there ran with these tiles)
@@ -377,11 +373,14 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
         out.zero_()
     assert out.shape == (M, N) and out.dtype == torch.float32 and out.stride(1) == 1, (out.shape, out.stride())
     ws = p.w.stride(0)
-    assert ws % 4 == 0, ws                                     # every type's row is whole 16-byte units
     xw = qx.words
     grid = (triton.cdiv(N, bn), split)
     kw = dict(M=M, MP=triton.next_power_of_2(M), BN=bn, BB=bb, ACC=acc, ATOMIC=split > 1, PF=bool(pf),
               ASM=use_asm(), num_warps=warps)
+    if t in EXT_TYPES:
+        _launch_ext(p, qx, out, grid, bps, kw)
+        return out
+    assert ws % 4 == 0, ws                                     # these types' rows are whole 16-byte units
     if t in (Q4_K, Q5_K):
         _mv_q45k[grid](p.w, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, xw.stride(0), qx.d.stride(0), qx.s.stride(0),
                        out.stride(0), IS_Q5=(t == Q5_K), **kw)

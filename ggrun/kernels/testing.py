@@ -6,21 +6,28 @@ import math
 
 import torch
 
-from .layout import LAYOUTS, Q4_0, Q4_K, Q5_K, Q6_K, Q8_0
+from .layout import LAYOUTS, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0
 
 # byte offsets of the f16 fields of each type's block
-_F16_FIELDS = {Q4_K: (0, 2), Q5_K: (0, 2), Q6_K: (208,), Q8_0: (0,), Q4_0: (0,)}
+_F16_FIELDS = {Q4_K: (0, 2), Q5_K: (0, 2), Q6_K: (208,), Q8_0: (0,), Q4_0: (0,), Q4_1: (0, 2), Q5_0: (0,),
+               Q5_1: (0, 2), Q2_K: (80, 82), Q3_K: (108,)}
+# the fields that are an added min (x = d·q + m), made negative about −half the range as real blocks
+_NEG_MIN = {Q4_1: (2, 8.0), Q5_1: (2, 16.0)}
 
 
 def random_blocks(n_out: int, n_in: int, ggml_type: int, device="cpu", generator: torch.Generator | None = None,
                   scale: float = 1.0) -> torch.Tensor:
-    """uint8 [n_out, row_bytes]: random quants and scales, block scales as small positive f16."""
+    """uint8 [n_out, row_bytes]: random quants and scales, block scales as small positive f16
+    (Q4_1/Q5_1's min m negative: d·q + m spans about ±half the range)."""
     bs, ts, _, _ = LAYOUTS[ggml_type]
     assert n_in % bs == 0, (n_in, bs)
     nb = n_in // bs
     raw = torch.randint(0, 256, (n_out, nb, ts), dtype=torch.uint8, device=device, generator=generator)
+    neg = _NEG_MIN.get(ggml_type, (-1, 0.0))
     for off in _F16_FIELDS[ggml_type]:
         d = (torch.rand(n_out, nb, device=device, generator=generator) * 0.9 + 0.1) * (scale * 2.0 ** -9)
+        if off == neg[0]:
+            d = -d * neg[1]
         raw[..., off:off + 2] = d.half().view(torch.uint8).reshape(n_out, nb, 2)
     return raw.reshape(n_out, nb * ts)
 
@@ -70,16 +77,39 @@ def more_bits(i: int, n: int) -> bool:
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
-def mix_types(mix: str, n_layer: int) -> dict[str, object]:
-    """Tensor types of a llama-family mix: {'token_embd', 'output', 'attn_v': [per layer], …}."""
+# mixes: llama-quantize's file types (the per-tensor types it picks for the shape), and "Q4_K" /
+# "Q5_K": every matrix of that type but a Q6_K output
+FTYPE_MIXES = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K_S", "Q4_K_M",
+               "Q5_K_S", "Q5_K_M", "Q6_K")
+MIXES = FTYPE_MIXES + ("Q4_K", "Q5_K")
+_LAYER_KEYS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+
+
+def mix_types(mix: str, n_layer: int, cfg=None) -> dict[str, object]:
+    """Tensor types of a llama-family mix: {'token_embd', 'output', 'attn_v': [per layer], …}.
+
+    A file type (``FTYPE_MIXES``) gives llama-quantize's choice for ``cfg``'s shape
+    (``quantize.plan_quantize``; e.g. Q4_0: Q4_0 matrices and a Q6_K output, Q3_K_M: Q3_K with
+    Q4_K/Q5_K attn_v, attn_output and ffn_down); Q4_K_M needs no ``cfg`` (the rules are here)."""
     if mix == "Q4_K_M":
         hi = [Q6_K if more_bits(i, n_layer) else Q4_K for i in range(n_layer)]
         lay = dict(attn_q=[Q4_K] * n_layer, attn_k=[Q4_K] * n_layer, attn_v=hi, attn_output=[Q4_K] * n_layer,
                    ffn_gate=[Q4_K] * n_layer, ffn_up=[Q4_K] * n_layer, ffn_down=hi)
         return dict(token_embd=Q4_K, output=Q6_K, **lay)
-    t = {"Q4_K": Q4_K, "Q5_K": Q5_K, "Q6_K": Q6_K, "Q8_0": Q8_0, "Q4_0": Q4_0}[mix]
-    lay = {k: [t] * n_layer for k in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")}
-    return dict(token_embd=t, output=Q6_K if t in (Q4_K, Q5_K) else t, **lay)
+    if mix in ("Q4_K", "Q5_K"):
+        t = Q4_K if mix == "Q4_K" else Q5_K
+        return dict(token_embd=t, output=Q6_K, **{k: [t] * n_layer for k in _LAYER_KEYS})
+    if mix not in FTYPE_MIXES:
+        raise ValueError(f"unknown mix {mix!r} (known: {', '.join(MIXES)})")
+    if cfg is None:
+        raise ValueError(f"mix {mix}: the model's shape (cfg) is needed")
+    from ..quantize import parse_ftype, plan_quantize
+    from ..synth import shape_from_args, virtual_model
+
+    shape = shape_from_args(cfg.n_embd, n_layer, cfg.n_head, cfg.n_head_kv, cfg.n_ff, cfg.n_vocab)
+    t = {name: p.dst_type for name, p in plan_quantize(virtual_model(shape), parse_ftype(mix)).items()}
+    return dict(token_embd=t["token_embd.weight"], output=t["output.weight"],
+                **{k: [t[f"blk.{i}.{k}.weight"] for i in range(n_layer)] for k in _LAYER_KEYS})
 
 
 def synthetic_llama(cfg, mix: str = "Q4_K_M", device="cpu", seed: int = 0, pack: bool = True):
@@ -92,7 +122,7 @@ def synthetic_llama(cfg, mix: str = "Q4_K_M", device="cpu", seed: int = 0, pack:
     from . import layout
 
     g = torch.Generator(device=device).manual_seed(seed)
-    types = mix_types(mix, cfg.n_layer)
+    types = mix_types(mix, cfg.n_layer, cfg)
     D, Fd, hd = cfg.n_embd, cfg.n_ff, cfg.head_dim
     nbytes = [0]
 
