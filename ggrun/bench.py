@@ -31,9 +31,23 @@ def time_prompt(eng, n: int) -> float:
     g = torch.Generator().manual_seed(n)
     toks = torch.randint(0, eng.cfg.n_vocab, (n,), generator=g).tolist()
     eng.reset()
+    _sync()
     t0 = time.perf_counter()
     eng.eval(toks)
+    _sync()
     return time.perf_counter() - t0
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def backend_name(model) -> str:
+    """'CPU', 'CUDA' or 'CUDA+CPU' (-ngl below the layer count), as llama-bench's column."""
+    bes = [model.be, *(model.layer_backends or []), model.output_backend]
+    names = {b.name for b in bes if b is not None}
+    return "+".join(sorted(names, key=lambda n: n != "CUDA"))
 
 
 def time_gen(eng, n: int) -> float:
@@ -58,15 +72,17 @@ def run_bench(args) -> int:
     pps = args.n_prompt if args.n_prompt is not None else [512]
     tgs = args.n_gen if args.n_gen is not None else [128]
     n_ctx = max([p for p in pps] + [t for t in tgs] + [16]) + 16
-    eng = load(args.model, n_ctx=n_ctx, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
+    from .cli import gpu_args
+
+    eng = load(args.model, n_ctx=n_ctx, n_threads=args.threads, n_batch=args.batch_size, **gpu_args(args))
     d = describe(eng)
-    backend = eng.model.be.name
+    backend = backend_name(eng.model)
     threads = getattr(eng.model.be, "n_threads", 0)
     results = []
     tests = [("pp", p) for p in pps if p > 0] + [("tg", n) for n in tgs if n > 0]
     for kind, n in tests:
         fn = time_prompt if kind == "pp" else time_gen
-        fn(eng, min(n, 16))                    # warm-up
+        fn(eng, n if kind == "pp" else min(n, 16))   # warm-up (a full prompt: kernels, GEMM plans)
         secs = [fn(eng, n) for _ in range(max(1, args.repetitions))]
         ts = [n / s for s in secs]
         results.append({

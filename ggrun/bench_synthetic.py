@@ -114,6 +114,24 @@ def build(shape: str, mix: str, n_gpu_layers: int = 99, device="cuda", seed: int
     return cfg, w, lm, w.n_bytes
 
 
+def _gpu_weight_bytes(w) -> int:
+    """Bytes of the matrices held on the GPU (packed blocks; stacked parts counted once)."""
+    from .kernels import layout
+
+    seen, total = set(), 0
+    mats = [w.token_embd, w.output] + [m for L in w.layers for m in (L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down)]
+    for m in mats:
+        p = m.cache
+        if isinstance(p, layout.Packed):
+            for t in (p.w, p.d):
+                if t is not None and t.is_cuda:
+                    key = (t.untyped_storage().data_ptr(), t.storage_offset())
+                    if key not in seen:
+                        seen.add(key)
+                        total += t.numel() * t.element_size()
+    return total
+
+
 def _sync():
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -166,6 +184,8 @@ def bench_synthetic(spec: str, n_prompt=(512,), n_gen=(128,), n_gpu_layers: int 
     cfg, w, lm, nbytes = build(shape, mix, n_gpu_layers, device=device, n_threads=n_threads)
     all_gpu = (cfg.n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers) > cfg.n_layer
     build_s = time.perf_counter() - t0
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
     backend = "CUDA" if all_gpu else "CUDA+CPU"
     rows = []
     dec = None
@@ -195,11 +215,18 @@ def bench_synthetic(spec: str, n_prompt=(512,), n_gen=(128,), n_gpu_layers: int 
         rows.append(dict(model=f"{shape} {mix} (synthetic)", model_size=nbytes, model_n_params=n_params(cfg),
                          backend=backend, n_gpu_layers=n_gpu_layers, test=f"{kind}{n}", avg_ts=avg,
                          stdev_ts=statistics.stdev(ts) if len(ts) > 1 else 0.0, samples_ts=ts,
-                         gbs=avg * nbytes / 1e9 if kind == "tg" else None, copy_tbs=bw, build_s=build_s))
+                         gbs=avg * nbytes / 1e9 if kind == "tg" else None, copy_tbs=bw, build_s=build_s,
+                         peak_alloc_gb=torch.cuda.max_memory_allocated(device) / 1e9,
+                         peak_reserved_gb=torch.cuda.max_memory_reserved(device) / 1e9,
+                         weights_gpu_gb=_gpu_weight_bytes(w) / 1e9))
     if output == "json":
         json.dump(rows, file, indent=2)
         print(file=file)
     else:
+        if rows:
+            r = rows[-1]
+            print(f"GPU memory: weights {r['weights_gpu_gb']:.2f} GB (blocks {nbytes / 1e9:.2f} GB), peak allocated "
+                  f"{r['peak_alloc_gb']:.2f} GB, peak reserved {r['peak_reserved_gb']:.2f} GB", file=file)
         print(f"copy bandwidth {bw:.3f} TB/s (device-to-device, read + write); weights built in {build_s:.1f} s",
               file=file)
         print("| model | size | params | backend | ngl | test | t/s | GB/s | % of copy BW |", file=file)

@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-p", "--n-prompt", type=_non_negative, action="append", default=None)
     bench.add_argument("-n", "--n-gen", type=_non_negative, action="append", default=None)
     bench.add_argument("-r", "--repetitions", type=_non_negative, default=5)
+    bench.add_argument("-b", "--batch-size", type=int, default=2048,
+                       help="prompt tokens evaluated per forward step (default 2048, llama-bench's -b)")
     bench.add_argument("-o", "--output", choices=["md", "json"], default="md")
     bench.add_argument("--synthetic", metavar="SHAPE:MIX", default=None,
                        help="random valid weights of a model shape on the GPU, e.g. deepseek-coder-33b:Q4_K_M")
