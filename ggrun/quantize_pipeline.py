@@ -1,8 +1,10 @@
 """The driver loop of ``ggrun quantize``: reading, computing and writing overlap.
 
-Three stages run at once, joined by small queues: a reader thread copies each slab of source
-rows from the memory-mapped file (into pinned memory, uploaded on its own CUDA stream, when the
-device is a GPU); the main thread decodes and re-encodes it (ggrun.quants) and, on a GPU,
+Three stages run at once, joined by small queues: a reader thread hands on each slab of source
+rows of the memory-mapped file (on the CPU in place, after touching its pages so that the disk
+reads happen in that thread; on a GPU copied into pinned memory and uploaded on its own CUDA
+stream); the main thread decodes and re-encodes it (ggrun.quants; on the CPU, F32/F16/BF16 rows
+go straight into the C quantizers of ggrun.cpu, all torch threads, no float32 copy) and, on a GPU,
 starts the copy back into pinned memory; a writer thread waits for that copy and appends the
 bytes to the output, tensor by tensor in file order (tensors that keep their type are copied
 from the map directly). Memory stays bounded: at most a few slabs are in flight.
@@ -34,6 +36,10 @@ def run_pipeline(src: GGUFFile, plans: list, w: GGUFOut, device: str, step_elems
 
     dev = torch.device(device)
     cuda = dev.type == "cuda"
+    cpu_quantize = _c_quantizer() if not cuda else None
+
+    def direct(p) -> bool:
+        return cpu_quantize is not None and p.src_type in _FLOAT_DTYPES and p.dst_type in _C_TYPES
     upload = torch.cuda.Stream(dev) if cuda else None
     q_in: queue.Queue = queue.Queue(_DEPTH)
     q_out: queue.Queue = queue.Queue(_DEPTH)
@@ -69,6 +75,10 @@ def run_pipeline(src: GGUFFile, plans: list, w: GGUFOut, device: str, step_elems
                     step = _slab_rows(p, step_elems)
                     for r in range(0, rows.shape[0], step):
                         slab = rows[r:r + step]
+                        if not cuda:                                 # read in place: no copy
+                            if not put(q_in, _in_place(slab)):
+                                return
+                            continue
                         host = torch.empty(slab.shape, dtype=torch.uint8, pin_memory=cuda)
                         host.numpy()[...] = slab                     # page cache → (pinned) memory
                         if cuda:
@@ -124,7 +134,10 @@ def run_pipeline(src: GGUFFile, plans: list, w: GGUFOut, device: str, step_elems
                     x = get(q_in)
                     if cuda:
                         x.record_stream(main)
-                    q = quantize_tensor(dequantize_rows(x, p.src_type, device), p.dst_type)
+                    if direct(p):      # raw F32/F16/BF16 rows straight into the C quantizers
+                        q = cpu_quantize(x.view(_FLOAT_DTYPES[p.src_type]), p.dst_type)
+                    else:
+                        q = quantize_tensor(dequantize_rows(x, p.src_type, device), p.dst_type)
                     ev = None
                     if cuda:
                         host = torch.empty(q.shape, dtype=torch.uint8, pin_memory=True)
@@ -145,6 +158,35 @@ def run_pipeline(src: GGUFFile, plans: list, w: GGUFOut, device: str, step_elems
         t.join()
     if errors:
         raise errors[0]
+
+
+_FLOAT_DTYPES = {0: torch.float32, 1: torch.float16, 30: torch.bfloat16}   # ggml F32 / F16 / BF16
+_C_TYPES = frozenset({0, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 30})
+
+
+def _c_quantizer():
+    """ggrun.cpu.quantize_rows when the compiled kernels are available (else None): on the CPU it
+    reads F32/F16/BF16 source rows as they are (exact conversion per block, no float32 copy of the
+    slab) and quantizes them on torch.get_num_threads() threads."""
+    try:
+        from . import cpu
+
+        return cpu.quantize_rows if cpu.available() else None
+    except Exception:  # noqa: BLE001 (no compiler etc.: the torch path)
+        return None
+
+
+def _in_place(slab: np.ndarray) -> torch.Tensor:
+    """A slab of the source's memory map as a uint8 tensor without copying it (the codecs only
+    read it). One byte of every page is read here, in the reader thread, so that a file not yet in
+    the page cache is read from disk while the main thread computes (what the copy did)."""
+    from .quants._common import as_u8_tensor
+
+    a = np.ascontiguousarray(slab)
+    flat = a.reshape(-1)
+    if flat.size:
+        int(flat[::4096].max())                              # fault the pages in
+    return as_u8_tensor(a)
 
 
 def _on(dev: torch.device, stream):

@@ -262,6 +262,7 @@ def test_compile_error_gives_clear_reason(tmp_path):
     (src / "kernels.h").write_text("/* empty */\n")
     (src / "kernels.c").write_text("int broken( { return 0; }\n")
     (src / "ops.c").write_text("/* empty */\n")
+    (src / "quantize.c").write_text("/* empty */\n")
     path, reason = cpu.build(source_dir=src, cache_dir=tmp_path / "cache")
     assert path is None
     assert "compiling the CPU kernels failed" in reason and "error" in reason

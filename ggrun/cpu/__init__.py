@@ -18,6 +18,10 @@ horizontal sum, the ``m*s`` fma chain): results are bit-identical to ``ggml_vec_
 tinyBLAS for Q8_0). ``set_exact(False)`` / GGRUN_CPU_EXACT=0 switches to faster kernels whose
 float summation order differs (last-ulp level). Other types: last-ulp level differences.
 
+Quantization: :func:`quantize_rows` runs llama.cpp's reference quantizers (``quantize.c``,
+quantize_row_*_ref without an imatrix: what llama-quantize writes, byte for byte) on float32,
+float16 or bfloat16 rows, on several threads; ggrun.quants.quantize uses it for CPU tensors.
+
 Environment:
   GGRUN_CPU_DISABLE=1       never build/load the kernels (available() is False)
   GGRUN_CC                  C compiler (default: gcc, then cc)
@@ -60,10 +64,12 @@ import torch
 __all__ = [
     "available", "unavailable_reason", "isa", "kernel_impl", "matmul", "matmul_multi", "FusedMatmul",
     "set_num_threads", "get_num_threads", "set_spin_us", "set_exact", "get_exact", "row_bytes", "TYPE_SIZES", "library_path",
+    "quantize_rows", "QUANTIZE_TYPES",
 ]
 
 _HERE = Path(__file__).resolve().parent
-_SOURCES = ("kernels.c", "kernels.h", "ops.c")   # ops.c: attention, RoPE, SwiGLU, RMSNorm
+_SOURCES = ("kernels.c", "kernels.h", "ops.c", "quantize.c")   # ops.c: attention, RoPE, SwiGLU, RMSNorm;
+# quantize.c: llama.cpp's reference quantizers (float32 rows -> ggml blocks, see quantize_rows)
 # -ffp-contract=off: no implicit a*b+c -> fma fusion (the rounding of every product is part of the numerics)
 _BASE_FLAGS = ["-O3", "-march=native", "-std=gnu11", "-ffp-contract=off", "-fPIC", "-shared", "-pthread",
                "-fno-strict-aliasing"]
@@ -240,6 +246,8 @@ def _setup(lib) -> None:
     lib.gg_get_exact.restype = i32
     lib.gg_quantize_row.argtypes = [i32, vp, i64, vp, vp, vp, vp]
     lib.gg_quantize_row.restype = i32
+    lib.gg_quantize.argtypes = [i32, vp, i32, i64, i64, vp, i32]
+    lib.gg_quantize.restype = i32
     lib.gg_noop.argtypes = [vp] * 11
     lib.gg_noop.restype = i64
     _f_run, _f_run_ex = lib.gg_plan_run, lib.gg_plan_run_ex
@@ -603,3 +611,48 @@ def call_overhead_ns(n: int = 20000) -> float:
     for _ in range(n):
         f(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
     return (time.perf_counter_ns() - t0) / n
+
+
+# ggml types gg_quantize writes: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K, BF16
+QUANTIZE_TYPES = frozenset(TYPE_SIZES)
+_SRC_TYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 30}   # dtype -> ggml type of the source
+
+
+def quantize_rows(x: torch.Tensor, ggml_type: int, n_threads: int | None = None,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """Quantize rows to ggml blocks with llama.cpp's reference quantizers (C, bit-exact).
+
+    x: (N, n_per_row) CPU tensor of float32, or float16 / bfloat16 (converted to float32 exactly
+    on the fly, as llama-quantize does: no float32 copy is made); made contiguous if it is not.
+    ggml_type: the ggml type id to write (Q4_0 .. Q6_K, F16, BF16, F32). n_threads: threads to
+    split the blocks over (default ``torch.get_num_threads()``). out: optional contiguous uint8
+    (N, row_bytes) destination. Returns uint8 (N, row_bytes): the bytes ``quantize_row_*_ref``
+    (ggml-quants.c, no imatrix) writes, i.e. what llama-quantize writes. ValueError for an
+    unsupported type or a row length that is not a whole number of blocks.
+    """
+    lib = _need()
+    t = int(ggml_type)
+    if t not in QUANTIZE_TYPES:
+        raise ValueError(f"quantize_rows: unsupported ggml type {t} (supported: {sorted(QUANTIZE_TYPES)})")
+    src = _SRC_TYPES.get(getattr(x, "dtype", None)) if isinstance(x, torch.Tensor) else None
+    if src is None or x.device.type != "cpu":
+        raise TypeError("quantize_rows: x must be a float32, float16 or bfloat16 CPU tensor, got "
+                        f"{getattr(x, 'dtype', type(x).__name__)}")
+    if x.dim() == 1:
+        x = x.reshape(1, -1)
+    if x.dim() != 2:
+        raise ValueError(f"quantize_rows: x must be (N, n_per_row), got {tuple(x.shape)}")
+    x = x.contiguous()
+    n, k = x.shape
+    rb = row_bytes(t, k)                                   # ValueError when k is not whole blocks
+    if out is None:
+        out = torch.empty((n, rb), dtype=torch.uint8)
+    elif out.dtype != torch.uint8 or tuple(out.shape) != (n, rb) or not out.is_contiguous():
+        raise ValueError(f"quantize_rows: out must be a contiguous uint8 ({n}, {rb}) tensor")
+    if n == 0:
+        return out
+    nth = int(n_threads) if n_threads else torch.get_num_threads()
+    rc = lib.gg_quantize(t, x.data_ptr(), src, n, k, out.data_ptr(), max(1, nth))
+    if rc:
+        raise ValueError(f"quantize_rows: {_ERRORS.get(rc, rc)} (type {t}, rows of {k})")
+    return out

@@ -1,4 +1,10 @@
-"""Block quantization dispatch: blocks of float32 -> ggml blocks, in memory-bounded chunks."""
+"""Block quantization dispatch: blocks of float32 -> ggml blocks, in memory-bounded chunks.
+
+CPU tensors go to the C quantizers of :mod:`ggrun.cpu` (``quantize.c``: llama.cpp's reference
+quantizers, same bytes, ~10-100x faster than the torch ops here) when they can be built; the
+vectorized torch code (:mod:`.legacy`, :mod:`.kquants_quantize`) serves GPU tensors and is the
+fallback when there is no C compiler (or GGRUN_CPU_DISABLE=1).
+"""
 
 from __future__ import annotations
 
@@ -29,10 +35,45 @@ CPU_CHUNK = 1 << 18
 GPU_CHUNK = 1 << 24
 
 
-def quantize_blocks(blocks: torch.Tensor, ggml_type: int) -> torch.Tensor:
-    """blocks (N, block_size) float32 -> (N, type_size) uint8."""
+# Elements per call of the C quantizers: it needs no temporaries, so the chunks only bound the
+# time between two GIL re-acquisitions (the call releases the GIL) and cost nothing measurable.
+C_CHUNK = 1 << 24
+
+_c_ok: bool | None = None
+
+
+def _c_quantizers() -> bool:
+    """True when ggrun.cpu's compiled quantizers are available (built on first use)."""
+    global _c_ok
+    if _c_ok is None:
+        try:
+            from .. import cpu
+
+            _c_ok = cpu.available()
+        except Exception:  # noqa: BLE001 (any build/load problem: use the torch path)
+            _c_ok = False
+    return _c_ok
+
+
+def quantize_blocks(blocks: torch.Tensor, ggml_type: int, n_threads: int | None = None) -> torch.Tensor:
+    """blocks (N, block_size) float32 -> (N, type_size) uint8.
+
+    On the CPU with the C quantizers available: ``n_threads`` threads (default
+    ``torch.get_num_threads()``); otherwise the torch path (``n_threads`` is ignored).
+    """
     bs, ts, fn = QUANTIZERS[int(ggml_type)]
     n = blocks.shape[0]
+    if blocks.device.type == "cpu" and blocks.dtype == torch.float32 and _c_quantizers():
+        from ..cpu import quantize_rows
+
+        blocks = blocks.contiguous()
+        step = max(1, C_CHUNK // bs)
+        if n <= step:
+            return quantize_rows(blocks, int(ggml_type), n_threads)
+        out = torch.empty(n, ts, dtype=torch.uint8)
+        for i in range(0, n, step):
+            quantize_rows(blocks[i : i + step], int(ggml_type), n_threads, out=out[i : i + step])
+        return out
     step = max(1, (CPU_CHUNK if blocks.device.type == "cpu" else GPU_CHUNK) // bs)
     if n <= step:
         return fn(blocks)
