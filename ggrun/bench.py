@@ -89,6 +89,7 @@ def run_bench(args) -> int:
             "model": d["model"], "model_size": d["size"], "model_n_params": d["params"], "backend": backend,
             "n_threads": threads, "n_gpu_layers": args.n_gpu_layers, "test": f"{kind}{n}",
             "n_prompt": n if kind == "pp" else 0, "n_gen": n if kind == "tg" else 0,
+            "type_k": eng.cache.type_k, "type_v": eng.cache.type_v,
             "avg_ts": statistics.mean(ts), "stdev_ts": statistics.stdev(ts) if len(ts) > 1 else 0.0,
             "samples_ts": ts,
         })
@@ -96,9 +97,11 @@ def run_bench(args) -> int:
         json.dump(results, sys.stdout, indent=2)
         print()
     else:
-        print("| model | size | params | backend | threads | test | t/s |")
-        print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
+        kv = (eng.cache.type_k, eng.cache.type_v) != ("f16", "f16")      # llama-bench shows them when set
+        print("| model | size | params | backend | threads |" + (" type_k | type_v |" if kv else "") + " test | t/s |")
+        print("| --- | ---: | ---: | --- | ---: |" + (" ---: | ---: |" if kv else "") + " ---: | ---: |")
         for r in results:
             print(f"| {r['model']} | {d['size_str']} | {d['params_str']} | {r['backend']} | {r['n_threads']} "
-                  f"| {r['test']} | {r['avg_ts']:.2f} ± {r['stdev_ts']:.2f} |")
+                  + (f"| {r['type_k']} | {r['type_v']} " if kv else "")
+                  + f"| {r['test']} | {r['avg_ts']:.2f} ± {r['stdev_ts']:.2f} |")
     return 0

@@ -58,6 +58,30 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="share of the offloaded layers per GPU, e.g. 3,1 (default: by free memory)")
     p.add_argument("-sm", "--split-mode", dest="split_mode", choices=["none", "layer", "row"], default="layer",
                    help="several GPUs: layer (cut the layers over them) or none (all on --main-gpu)")
+    add_cache_type_args(p)
+
+
+def _cache_type(flag: str):
+    def parse(s: str) -> str:
+        from .errors import BadArgumentError
+        from .kv_types import parse_cache_type
+
+        try:
+            return parse_cache_type(s, flag)
+        except BadArgumentError as e:           # argparse names the flag itself
+            msg = str(e)
+            raise argparse.ArgumentTypeError(msg[len(flag) + 1:] if msg.startswith(flag + " ") else msg) from None
+
+    parse.__name__ = "cache type"
+    return parse
+
+
+def add_cache_type_args(p: argparse.ArgumentParser) -> None:
+    """llama.cpp's -ctk/--cache-type-k and -ctv/--cache-type-v (f16, q8_0, f32)."""
+    p.add_argument("-ctk", "--cache-type-k", dest="cache_type_k", type=_cache_type("-ctk/--cache-type-k"),
+                   default="f16", help="KV cache data type for K: f16 (default), q8_0, f32")
+    p.add_argument("-ctv", "--cache-type-v", dest="cache_type_v", type=_cache_type("-ctv/--cache-type-v"),
+                   default="f16", help="KV cache data type for V: f16 (default), q8_0, f32")
 
 
 def _split_shares(s: str) -> list[float]:
@@ -71,9 +95,14 @@ def _split_shares(s: str) -> list[float]:
 
 
 def gpu_args(args) -> dict:
-    """The load() arguments of -ngl, -mg, -ts, -sm."""
+    """The load() arguments of -ngl, -mg, -ts, -sm and of -ctk, -ctv (the KV cache types)."""
     return dict(n_gpu_layers=args.n_gpu_layers, main_gpu=args.main_gpu, tensor_split=args.tensor_split,
-                split_mode=args.split_mode)
+                split_mode=args.split_mode, **cache_args(args))
+
+
+def cache_args(args) -> dict:
+    """The load() arguments of -ctk, -ctv."""
+    return dict(cache_type_k=getattr(args, "cache_type_k", "f16"), cache_type_v=getattr(args, "cache_type_v", "f16"))
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -142,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("-c", "--ctx-size", type=_non_negative, default=4096, help="context for the memory estimate (0: the model's)")
     info.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=_positive_or_minus_one("ngl"), default=0)
     info.add_argument("--quant-types", action="store_true", help="explain the quantization types and mixes")
+    add_cache_type_args(info)                 # -ctk, -ctv: the KV cache in the memory estimate
 
     # commands that live in their own modules: each has register(subparsers), which adds
     # its parser and sets `func` (args -> exit code) as the parser's default

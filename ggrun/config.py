@@ -72,9 +72,13 @@ class ModelConfig:
     def kv_dim(self) -> int:
         return self.n_head_kv * self.head_dim
 
-    def kv_cache_bytes(self, n_ctx: int, n_seq: int = 1, bytes_per_el: int = 2) -> int:
-        """Bytes of an f16 K+V cache for n_ctx positions of n_seq sequences."""
-        return 2 * self.n_layer * n_seq * n_ctx * self.kv_dim * bytes_per_el
+    def kv_cache_bytes(self, n_ctx: int, n_seq: int = 1, type_k: str = "f16", type_v: str = "f16") -> int:
+        """Bytes of the K+V cache for n_ctx positions of n_seq sequences (f16 by default; q8_0 is
+        34 bytes per 32 values, f32 4 bytes per value: -ctk/-ctv)."""
+        from .kv_types import bytes_per_value
+
+        per = bytes_per_value(type_k) + bytes_per_value(type_v)
+        return int(self.n_layer * n_seq * n_ctx * self.kv_dim * per)
 
     @classmethod
     def from_gguf(cls, gguf_file: Any) -> "ModelConfig":

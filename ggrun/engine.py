@@ -112,14 +112,15 @@ class Engine:
     """A loaded model ready to generate: weights, tokenizer, backend and KV cache."""
 
     def __init__(self, model: LlamaModel, tokenizer, n_ctx: int, n_seq: int = 1, n_batch: int = 512,
-                 load_ms: float = 0.0, path: str = ""):
+                 load_ms: float = 0.0, path: str = "", type_k: str = "f16", type_v: str = "f16"):
+        """type_k, type_v: the KV cache types (llama.cpp's -ctk/-ctv: f16, f32, q8_0)."""
         self.model = model
         self.cfg = model.cfg
         self.tokenizer = tokenizer
         self.n_ctx = n_ctx
         self.n_batch = n_batch
         self.cache = KVCache(model.cfg, n_ctx, n_seq, device=model.device,
-                             layer_devices=getattr(model, "layer_devices", None))
+                             layer_devices=getattr(model, "layer_devices", None), type_k=type_k, type_v=type_v)
         self.load_ms = load_ms
         self.path = path
 

@@ -1,12 +1,14 @@
 """``ggrun info FILE``: what a GGUF file holds and what running it costs; ``--quant-types``: the methods.
 
 The memory estimate follows how llama.cpp places a model (llama_model_load / llama_context):
-the weights of offloaded layers and their f16 KV cache go to the GPU (-ngl N: the output
+the weights of offloaded layers and their KV cache go to the GPU (-ngl N: the output
 layer, counted as layer n_layer, and the last N - 1 repeating layers), the token
 embeddings stay on the CPU;
 each side needs a compute buffer, which for one 512-token micro-batch is about
 4·512·(n_vocab + 2·n_embd + n_ff) bytes plus the 2·512·n_ctx-byte attention mask
 (within 10% of what llama.cpp reserves for SmolLM2 and the DeepSeek Coder shapes).
+The KV cache is f16 (2 bytes a value) unless -ctk/-ctv say otherwise: q8_0 is 34 bytes per
+32 values, f32 4 bytes a value.
 """
 
 from __future__ import annotations
@@ -43,9 +45,12 @@ class MemoryEstimate:
         return self.weights_gpu + self.kv_gpu + self.compute_gpu if self.n_gpu_layers else 0
 
 
-def estimate_memory(f: GGUFFile, n_ctx: int = 4096, n_gpu_layers: int = 0) -> MemoryEstimate:
-    """RAM and VRAM of a run of GGUF file ``f`` (see the module doc for the model)."""
+def estimate_memory(f: GGUFFile, n_ctx: int = 4096, n_gpu_layers: int = 0, type_k: str = "f16",
+                    type_v: str = "f16") -> MemoryEstimate:
+    """RAM and VRAM of a run of GGUF file ``f`` (see the module doc for the model); type_k,
+    type_v: the KV cache types (-ctk/-ctv)."""
     from .config import ModelConfig
+    from .kv_types import bytes_per_value
 
     cfg = ModelConfig.from_gguf(f)
     n_ctx = n_ctx or cfg.n_ctx_train
@@ -67,7 +72,7 @@ def estimate_memory(f: GGUFFile, n_ctx: int = 4096, n_gpu_layers: int = 0) -> Me
             w_cpu += t.n_bytes
     if cfg.tied_output and ngl > 0:                       # the tied output is a GPU copy of token_embd
         w_gpu += f.tensors["token_embd.weight"].n_bytes
-    kv_layer = 2 * n_ctx * cfg.kv_dim * 2                 # K and V, f16
+    kv_layer = int(n_ctx * cfg.kv_dim * (bytes_per_value(type_k) + bytes_per_value(type_v)))   # K and V
     compute = 4 * N_UBATCH * (cfg.n_vocab + 2 * cfg.n_embd + cfg.n_ff) + 2 * N_UBATCH * n_ctx
     return MemoryEstimate(n_ctx, ngl, w_cpu, w_gpu, kv_layer * (cfg.n_layer - n_gpu_l), kv_layer * n_gpu_l,
                           compute, compute if ngl else 0)
@@ -77,7 +82,8 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
-def print_info(path: str | None, n_ctx: int = 4096, n_gpu_layers: int = 0) -> int:
+def print_info(path: str | None, n_ctx: int = 4096, n_gpu_layers: int = 0, type_k: str = "f16",
+               type_v: str = "f16") -> int:
     if path is None:
         from .default_model import default_model_path
 
@@ -126,11 +132,12 @@ def print_info(path: str | None, n_ctx: int = 4096, n_gpu_layers: int = 0) -> in
         print(f"bits per weight: {8 * total / n_params:.2f}")
     if f.tensors and arch:
         try:
-            m = estimate_memory(f, n_ctx, n_gpu_layers)
+            m = estimate_memory(f, n_ctx, n_gpu_layers, type_k, type_v)
         except Exception as e:  # info is still useful for files ggrun can't run
             print(f"(no memory estimate: {e})")
             return 0
-        print(f"memory for -c {m.n_ctx} -ngl {n_gpu_layers}:")
+        kv = f" -ctk {type_k} -ctv {type_v}" if (type_k, type_v) != ("f16", "f16") else ""
+        print(f"memory for -c {m.n_ctx} -ngl {n_gpu_layers}{kv}:")
         print(f"  RAM:  weights {m.weights_cpu / 2**20:9.1f} MiB + KV cache {m.kv_cpu / 2**20:8.1f} MiB + "
               f"compute {m.compute_cpu / 2**20:6.1f} MiB + overhead {OVERHEAD / 2**20:.0f} MiB")
         if m.n_gpu_layers:
@@ -220,4 +227,5 @@ def main(args) -> int:
     if getattr(args, "quant_types", False):
         return print_quant_types()
     return print_info(getattr(args, "model", None), n_ctx=getattr(args, "ctx_size", 4096),
-                      n_gpu_layers=getattr(args, "n_gpu_layers", 0))
+                      n_gpu_layers=getattr(args, "n_gpu_layers", 0), type_k=getattr(args, "cache_type_k", "f16"),
+                      type_v=getattr(args, "cache_type_v", "f16"))

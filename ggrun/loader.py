@@ -27,7 +27,7 @@ def available_memory() -> int:
 
 def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int = 0, n_threads: int | None = None,
          n_seq: int = 1, n_batch: int = 512, main_gpu: int = 0, tensor_split: list[float] | None = None,
-         split_mode: str = "layer") -> Engine:
+         split_mode: str = "layer", cache_type_k: str = "f16", cache_type_v: str = "f16") -> Engine:
     """Open a GGUF model and return an ``Engine`` ready to generate.
 
     model: a .gguf path, a folder, a Hub repo or ``repo:QUANT`` (None: the embedded default,
@@ -39,6 +39,8 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
     main_gpu, tensor_split, split_mode: llama.cpp's -mg, -ts, -sm. With several GPUs and
         split_mode "layer" the offloaded layers are cut over the GPUs by ``tensor_split``
         (default: by free memory, as llama.cpp); "none" puts them all on ``main_gpu``.
+    cache_type_k, cache_type_v: the KV cache types, llama.cpp's -ctk/-ctv: "f16" (default),
+        "q8_0" (about half the memory; llama.cpp's numerics) or "f32".
     """
     from .hub import open_gguf, resolve_model
 
@@ -48,12 +50,18 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
         raise BadArgumentError(f"-c/--ctx-size {n_ctx}: must be ≥ 0")
     if n_batch <= 0:
         raise BadArgumentError(f"-b/--batch-size {n_batch}: must be > 0")
+    from .kv_types import parse_cache_type, storage
+
+    cache_type_k = parse_cache_type(cache_type_k, "-ctk/--cache-type-k")
+    cache_type_v = parse_cache_type(cache_type_v, "-ctv/--cache-type-v")
     f = open_gguf(model)                  # split files (-00001-of-0000N) load together
     if not f.tensors:
         raise UnsupportedModelError(f"{f.path}: the file has no tensors (a vocab-only GGUF?)")
     cfg = ModelConfig.from_gguf(f)
     n_ctx = n_ctx or cfg.n_ctx_train
-    kv_bytes = cfg.kv_cache_bytes(n_ctx, n_seq)
+    for t in (cache_type_k, cache_type_v):
+        storage(t, cfg.head_dim)          # q8_0 needs head_dim % 32 == 0 (one clear line otherwise)
+    kv_bytes = cfg.kv_cache_bytes(n_ctx, n_seq, cache_type_k, cache_type_v)
     avail = available_memory()
     if avail and kv_bytes > avail:
         raise ContextError(
@@ -94,7 +102,8 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
             if mine or out_be is g:
                 _upload(weights, g, f.path, layers=mine, output=out_be is g)
         lm = LlamaModel(cfg, weights, cpu, max_pos=n_ctx, layer_backends=layer_be, output_backend=out_be)
-    eng = Engine(lm, tok, n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, path=f.path)
+    eng = Engine(lm, tok, n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, path=f.path,
+                 type_k=cache_type_k, type_v=cache_type_v)
     eng.gguf = f
     eng.load_ms = (time.perf_counter() - t0) * 1e3
     return eng

@@ -8,7 +8,8 @@ tokens belongs to.
 
 Numerics follow llama.cpp's CPU path: RMSNorm sums squares in double, RoPE angles are
 built by repeated float32 multiplication as ggml's rope cache does, K and V are stored
-as f16, and the backend quantizes activations to 8-bit blocks before each matmul.
+as f16 (or the -ctk/-ctv type, see kv_types.py), and the backend quantizes activations to
+8-bit blocks before each matmul.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import ModelConfig
+from .kv_types import fwht
 from .weights import LlamaWeights
 
 
@@ -34,30 +36,51 @@ class SeqChunk:
 class KVCache:
     """K and V for ``n_seq`` sequences of up to ``n_ctx`` positions each.
 
-    k, v: [n_layer, n_seq, n_ctx, n_head_kv, head_dim] (f16 by default, as llama.cpp).
+    k, v: [n_layer, n_seq, n_ctx, n_head_kv, R] in the cache type's storage (kv_types.py):
+    f16 (the default, as llama.cpp) or f32 with R = head_dim, q8_0 as uint8 ggml blocks with
+    R = head_dim/32·34 (-ctk/-ctv: ``type_k``, ``type_v``; ``dtype`` sets both, the older way).
     Allocated lazily by the OS: untouched positions cost no RAM. With ``layer_devices`` (one
     device per layer, -ngl offload) each layer's part lies on its layer's device: k, v are then
     ``LayerKV`` lists that index like the 5-d tensor.
     """
 
-    def __init__(self, cfg: ModelConfig, n_ctx: int, n_seq: int = 1, dtype: torch.dtype = torch.float16,
-                 device: str | torch.device = "cpu", layer_devices=None):
-        shape = (cfg.n_layer, n_seq, n_ctx, cfg.n_head_kv, cfg.head_dim)
+    def __init__(self, cfg: ModelConfig, n_ctx: int, n_seq: int = 1, dtype: torch.dtype | None = None,
+                 device: str | torch.device = "cpu", layer_devices=None, type_k: str = "f16", type_v: str = "f16"):
+        from . import kv_types
+
+        if dtype is not None:
+            type_k = type_v = kv_types.type_of(torch.empty(0, dtype=dtype))
+        self.type_k = kv_types.parse_cache_type(type_k, "-ctk/--cache-type-k")
+        self.type_v = kv_types.parse_cache_type(type_v, "-ctv/--cache-type-v")
         devs = [torch.device(d) for d in layer_devices] if layer_devices is not None else []
-        if len(set(devs)) > 1:
-            self.k = LayerKV([torch.empty(shape[1:], dtype=dtype, device=d) for d in devs])
-            self.v = LayerKV([torch.empty(shape[1:], dtype=dtype, device=d) for d in devs])
-        else:
-            dev = devs[0] if devs else device
-            self.k = torch.empty(shape, dtype=dtype, device=dev)
-            self.v = torch.empty(shape, dtype=dtype, device=dev)
+
+        def make(type_name: str):
+            r, dt = kv_types.storage(type_name, cfg.head_dim)
+            shape = (cfg.n_layer, n_seq, n_ctx, cfg.n_head_kv, r)
+            if len(set(devs)) > 1:
+                return LayerKV([torch.empty(shape[1:], dtype=dt, device=d) for d in devs])
+            return torch.empty(shape, dtype=dt, device=devs[0] if devs else device)
+
+        self.k, self.v = make(self.type_k), make(self.type_v)
+        # llama.cpp's Hadamard rotation of quantized caches (kv_types.rotation_sizes; 0: none)
+        self.n_rot_k, self.n_rot_v = kv_types.rotation_sizes(self.type_k, self.type_v, cfg.head_dim)
         self.n_ctx = n_ctx
         self.n_seq = n_seq
         self.tokens: list[list[int]] = [[] for _ in range(n_seq)]   # what each slot holds
 
     @property
     def n_bytes(self) -> int:
-        return self.k.numel() * self.k.element_size() * 2
+        return self.k.numel() * self.k.element_size() + self.v.numel() * self.v.element_size()
+
+    def store(self, il: int, slot: int, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """k, v [n, Hkv, hd] f32 → positions start..start+n-1 of ``slot`` in layer ``il``, in the
+        cache's types (f16: RNE; q8_0: ggml's quantize_row_q8_0)."""
+        from .kv_types import to_storage
+
+        n = k.shape[0]
+        kd, vd = self.k[il, slot], self.v[il, slot]                 # [n_ctx, Hkv, R] views
+        kd[start:start + n] = to_storage(k, kd).to(kd.device)
+        vd[start:start + n] = to_storage(v, vd).to(vd.device)
 
 
 class LayerKV:
@@ -255,21 +278,28 @@ class LlamaModel:
             q, k, v = q.view(N, H, hd), k.view(N, Hkv, hd), v.view(N, Hkv, hd)
             fused = getattr(lb, "rope_store_attend", None)
             o = None
+            rk, rv = cache.n_rot_k, cache.n_rot_v                                 # quantized caches' rotation
             if fused is not None and len(chunks) == 1:                            # one sequence: one call
                 c = chunks[0]
-                o = fused(q, k, v, cache.k[il, c.slot], cache.v[il, c.slot], pos, c.start, self.kq_scale)
+                o = fused(q, k, v, cache.k[il, c.slot], cache.v[il, c.slot], pos, c.start, self.kq_scale,
+                          rot=(rk, rv))
             if o is None:
                 q = lb.rope(q, pos)                                               # [N, H, hd]
                 k = lb.rope(k, pos)                                               # [N, Hkv, hd]
+                if rk:
+                    q, k = fwht(q, rk), fwht(k, rk)
+                if rv:
+                    v = fwht(v, rv)
                 o = torch.empty(N, H, hd, dtype=torch.float32, device=dev)        # [N, H, hd]
                 off = 0
                 for c in chunks:
                     end = c.start + c.n
-                    cache.k[il, c.slot, c.start:end] = k[off:off + c.n]            # f32 → f16 (RNE)
-                    cache.v[il, c.slot, c.start:end] = v[off:off + c.n]
+                    cache.store(il, c.slot, c.start, k[off:off + c.n], v[off:off + c.n])  # f32 → cache type
                     o[off:off + c.n] = lb.attention(
                         q[off:off + c.n], cache.k[il, c.slot, :end], cache.v[il, c.slot, :end], c.start, self.kq_scale)
                     off += c.n
+                if rv:
+                    o = fwht(o, rv)                                               # back from the rotation
             x = x + lb.matmul(L.wo, o.view(N, H * hd))                              # [N, D]
             h = lb.rms_norm(x, L.ffn_norm, cfg.rms_eps)
             g, u = lb.matmul_many([L.w_gate, L.w_up], h)                           # [N, n_ff] ×2

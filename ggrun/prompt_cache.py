@@ -9,10 +9,14 @@ with the conversation in the header.
 File layout (little-endian; ggrun's own, llama.cpp's session files hold its internal state):
 
     b"GGRUNKV\\x01"  u32 header_len  header (UTF-8 JSON: model fingerprint, n_tokens,
-                                          shapes, dtype, meta)
+                                          shapes, KV cache types, meta)
     int32[n_tokens]                       the tokens whose state follows
-    K f16[n_layer, n_tokens, n_head_kv, head_dim], then V, same shape
+    K [n_layer, n_tokens, n_head_kv, R_k] as the cache stores it, then V [..., R_v]
 
+The cache types (-ctk/-ctv, kv_types.py) set R and the element type: f16 and f32 rows hold
+head_dim values, q8_0 rows head_dim/32·34 bytes (ggml blocks). Header version 1 (before
+-ctk/-ctv) is f16 K and V. As llama.cpp's state files, a file is only loaded into a cache of the
+same types (and the same Hadamard rotation of quantized caches, see kv_types.rotation_sizes).
 A file made with another model (its GGUF header hash differs), a truncated file or a
 bad header is refused with one clear line.
 """
@@ -78,8 +82,9 @@ def save_state(engine, path: str, tokens: Sequence[int] | None = None, slot: int
     if toks != held[:len(toks)]:
         raise PromptCacheError(f"{path}: the tokens to save are not what the KV cache holds")
     n = len(toks)
-    header = {"version": 1, "model": model_fingerprint(engine), "n_tokens": n, "n_layer": cache.k.shape[0],
-              "n_head_kv": cache.k.shape[3], "head_dim": cache.k.shape[4], "dtype": "f16", "meta": meta or {}}
+    header = {"version": 2, "model": model_fingerprint(engine), "n_tokens": n, "n_layer": cache.k.shape[0],
+              "n_head_kv": cache.k.shape[3], "head_dim": engine.cfg.head_dim, "type_k": cache.type_k,
+              "type_v": cache.type_v, "n_rot_k": cache.n_rot_k, "n_rot_v": cache.n_rot_v, "meta": meta or {}}
     hb = json.dumps(header, ensure_ascii=False).encode("utf-8")
     tmp = f"{path}.tmp{os.getpid()}"
     try:
@@ -87,7 +92,7 @@ def save_state(engine, path: str, tokens: Sequence[int] | None = None, slot: int
             fh.write(MAGIC + struct.pack("<I", len(hb)) + hb)
             fh.write(np.asarray(toks, dtype="<i4").tobytes())
             for t in (cache.k, cache.v):
-                fh.write(t[:, slot, :n].to(torch.float16).cpu().contiguous().numpy().tobytes())
+                fh.write(t[:, slot, :n].cpu().contiguous().view(torch.uint8).numpy().tobytes())
         os.replace(tmp, path)
     except OSError as e:
         try:
@@ -128,11 +133,24 @@ def read_header(path: str) -> tuple[dict[str, Any], int]:
         raise PromptCacheError(f"{path}: damaged header")
     try:
         n, L, H, D = (int(header[k]) for k in ("n_tokens", "n_layer", "n_head_kv", "head_dim"))
+        header.setdefault("type_k", "f16")                       # version 1: f16 K and V
+        header.setdefault("type_v", "f16")
+        rows = [_row_bytes(header[t], D) for t in ("type_k", "type_v")]
     except (KeyError, TypeError, ValueError):
         raise PromptCacheError(f"{path}: damaged header") from None
-    if min(n, L, H, D) < 0 or 12 + hlen + 4 * n + 2 * 2 * L * n * H * D != size:
+    if min(n, L, H, D) < 0 or 12 + hlen + 4 * n + L * n * H * sum(rows) != size:
         raise PromptCacheError(f"{path}: truncated or damaged (size doesn't match its header)")
     return header, 12 + hlen
+
+
+def _row_bytes(type_name, head_dim: int) -> int:
+    """Bytes of one head's row of a cache type (ValueError for an unknown type)."""
+    from .kv_types import CACHE_TYPES, storage
+
+    if type_name not in CACHE_TYPES or head_dim <= 0:
+        raise ValueError(type_name)
+    r, dt = storage(type_name, head_dim)
+    return r * torch.empty(0, dtype=dt).element_size()
 
 
 def load_state(engine, path: str, slot: int = 0) -> LoadedState:
@@ -142,8 +160,13 @@ def load_state(engine, path: str, slot: int = 0) -> LoadedState:
     if header.get("model") != model_fingerprint(engine):
         raise PromptCacheError(f"{path}: saved with a different model file; delete it or use another name")
     n, L, H, D = (int(header[k]) for k in ("n_tokens", "n_layer", "n_head_kv", "head_dim"))
-    if (L, H, D) != (cache.k.shape[0], cache.k.shape[3], cache.k.shape[4]):
+    if (L, H, D) != (cache.k.shape[0], cache.k.shape[3], engine.cfg.head_dim):
         raise PromptCacheError(f"{path}: KV shapes don't match the model")
+    saved = (header["type_k"], header["type_v"], int(header.get("n_rot_k", 0)), int(header.get("n_rot_v", 0)))
+    if saved != (cache.type_k, cache.type_v, cache.n_rot_k, cache.n_rot_v):
+        why = " (LLAMA_ATTN_ROT_DISABLE differs)" if saved[:2] == (cache.type_k, cache.type_v) else ""
+        raise PromptCacheError(f"{path}: saved from a -ctk {saved[0]} -ctv {saved[1]} KV cache, this run's is "
+                               f"-ctk {cache.type_k} -ctv {cache.type_v}{why}")
     if n > cache.n_ctx:
         raise ContextError(f"{path}: holds {n} tokens, more than the context of {cache.n_ctx} (-c)")
     with open(path, "rb") as fh:
@@ -153,8 +176,11 @@ def load_state(engine, path: str, slot: int = 0) -> LoadedState:
         if any(t < 0 or t >= nvocab for t in toks):
             raise PromptCacheError(f"{path}: token ids out of the vocabulary")
         for t in (cache.k, cache.v):
-            raw = np.frombuffer(fh.read(2 * L * n * H * D), dtype="<f2").reshape(L, n, H, D)
-            t[:, slot, :n] = torch.from_numpy(raw.copy()).to(device=t.device, dtype=t.dtype)
+            R = t.shape[4]
+            nbytes = L * n * H * R * t.element_size()
+            buf = bytearray(fh.read(nbytes))
+            raw = torch.frombuffer(buf, dtype=torch.uint8) if nbytes else torch.empty(0, dtype=torch.uint8)
+            t[:, slot, :n] = raw.view(t.dtype).reshape(L, n, H, R).to(t.device)
     cache.tokens[slot] = toks
     meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}
     return LoadedState(toks, meta)
@@ -179,7 +205,10 @@ def _rope_delta(cfg, delta: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 def shift_context(engine, slot: int, n_keep: int, n_discard: int) -> None:
     """Drop positions [n_keep, n_keep + n_discard) of ``slot`` and move the rest down, re-rotating
-    K by -n_discard positions (llama.cpp's llama_memory_seq_rm + llama_memory_seq_add)."""
+    K by -n_discard positions (llama.cpp's llama_memory_seq_rm + llama_memory_seq_add). A q8_0 K
+    is dequantized, rotated back from the Hadamard rotation, RoPE'd, rotated and quantized again,
+    as llama.cpp's build_rope_shift."""
+    from .kv_types import fwht, to_float, to_storage
     from .model import apply_rope
 
     cache = engine.cache
@@ -194,10 +223,15 @@ def shift_context(engine, slot: int, n_keep: int, n_discard: int) -> None:
     if m > 0:
         c, s = _rope_delta(cfg, -n_discard, cache.k.device)
         for il in range(cache.k.shape[0]):
-            k = cache.k[il, slot, src].float()                                   # [m, Hkv, hd]
+            kl = cache.k[il, slot]                                               # [n_ctx, Hkv, R] (a view)
+            k = to_float(kl[src])                                                # [m, Hkv, hd] f32
+            if cache.n_rot_k:
+                k = fwht(k, cache.n_rot_k)
             cl, sl = c.to(k.device), s.to(k.device)                              # layers may differ (-ngl)
             k = apply_rope(k, cl.expand(m, -1), sl.expand(m, -1), cfg.rope.dim, cfg.rope.neox)
-            cache.k[il, slot, dst] = k.to(cache.k.dtype)
+            if cache.n_rot_k:
+                k = fwht(k, cache.n_rot_k)
+            kl[dst] = to_storage(k, kl)
             cache.v[il, slot, dst] = cache.v[il, slot, src].clone()
     cache.tokens[slot] = held[:n_keep] + held[n_keep + n_discard:]
 

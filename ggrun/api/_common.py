@@ -69,8 +69,11 @@ def reject_unsupported(**given: tuple[Any, Any]) -> None:
 
 
 def load_engine(path: str, *, n_ctx: int, n_gpu_layers: int = 0, n_threads: int | None = None,
-                n_batch: int = 512):
-    """``ggrun.loader.load`` with the API's arguments checked."""
+                n_batch: int = 512, type_k=None, type_v=None):
+    """``ggrun.loader.load`` with the API's arguments checked. type_k, type_v: the KV cache types
+    as llama-cpp-python takes them (a ggml type id such as llama_cpp.GGML_TYPE_Q8_0 = 8, or a
+    name such as "q8_0"; None: f16)."""
+    from ..kv_types import api_cache_type
     from ..loader import load
 
     if n_ctx < 0:
@@ -79,7 +82,8 @@ def load_engine(path: str, *, n_ctx: int, n_gpu_layers: int = 0, n_threads: int 
         n_threads = None
     if n_gpu_layers < 0:
         n_gpu_layers = 10**6            # -1: all layers, as llama.cpp
-    return load(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads, n_batch=n_batch)
+    return load(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads, n_batch=n_batch,
+                cache_type_k=api_cache_type(type_k, "type_k"), cache_type_v=api_cache_type(type_v, "type_v"))
 
 
 def sync_slot(eng, tokens: Sequence[int], slot: int = 0):

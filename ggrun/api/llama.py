@@ -29,7 +29,7 @@ POOLING = {-1: None, 0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 
 # llama-cpp-python arguments that only tune how llama.cpp runs: accepted, no effect here.
 _IGNORED = {"split_mode", "main_gpu", "use_mmap", "use_mlock", "n_ubatch", "n_threads_batch", "logits_all",
-            "embedding", "offload_kqv", "flash_attn", "numa", "last_n_tokens_size", "type_k", "type_v",
+            "embedding", "offload_kqv", "flash_attn", "numa", "last_n_tokens_size",
             "no_perf", "rpc_servers", "op_offload", "swa_full", "kv_unified", "spm_infill", "lora_scale",
             "yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow", "yarn_orig_ctx",
             "rope_scaling_type", "mul_mat_q", "f16_kv", "n_gqa", "rms_norm_eps", "low_vram", "tensor_split"}
@@ -43,7 +43,8 @@ class Llama:
                  chat_format: str | None = None, verbose: bool = True, vocab_only: bool = False,
                  kv_overrides: dict | None = None, rope_freq_base: float = 0.0, rope_freq_scale: float = 0.0,
                  lora_base: str | None = None, lora_path: str | None = None, chat_handler: Any = None,
-                 draft_model: Any = None, tokenizer: Any = None, **kwargs: Any):
+                 draft_model: Any = None, tokenizer: Any = None, type_k: int | str | None = None,
+                 type_v: int | str | None = None, **kwargs: Any):
         """Load ``model_path`` (a .gguf file, a folder, ``org/name:QUANT`` on the Hub, or None
         for the embedded SmolLM2).
 
@@ -52,6 +53,8 @@ class Llama:
         chat_format: a chat template name (None: the model's own template).
         pooling_type: for ``embed`` (-1: the model's, 0 none, 1 mean, 2 cls, 3 last).
         verbose: print the load line and each call's timings to stderr.
+        type_k, type_v: the KV cache types (llama.cpp's -ctk/-ctv): a ggml type id such as
+        llama_cpp.GGML_TYPE_Q8_0 (8) or a name ("f16", "q8_0", "f32"); None: f16.
         """
         from ..hub import find_model
 
@@ -70,7 +73,7 @@ class Llama:
         self.verbose = verbose
         self.model_path = find_model(model_path)
         self._eng = load_engine(self.model_path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads,
-                                n_batch=n_batch)
+                                n_batch=n_batch, type_k=type_k, type_v=type_v)
         self._seeds = SeedStream(seed)
         self._seed = seed
         self._tokens: list[int] = []

@@ -138,42 +138,56 @@ class CPUBackend:
         return y
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float) -> torch.Tensor:
-        """q [n, H, hd] f32 for positions start..start+n-1; k, v [T, Hkv, hd] f16 (T = start+n)
+        """q [n, H, hd] f32 for positions start..start+n-1; k, v [T, Hkv, R] cache storage (T = start+n):
+        f16, f32 (attended as f16, as llama.cpp casts it) or q8_0 blocks (kv_types.py)
         → [n, H, hd] f32, causal: llama.cpp's CPU flash attention, bit for bit (its split of
         long decodes follows the thread count, as llama.cpp's does)."""
+        from ..kv_types import attention_operand, ggml_id, type_of
+
+        k, v = attention_operand(k), attention_operand(v)
         if self.ops is None:
             return self.attention_torch(q, k, v, start, scale)
         n, H, hd = q.shape
         q = q.contiguous()
-        assert k.is_contiguous() and v.is_contiguous() and k.dtype == torch.float16
+        assert k.is_contiguous() and v.is_contiguous()
         out = torch.empty_like(q)
-        self.ops.ggrun_attention_f16(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), n, H, k.shape[1], hd,
-                                     start, scale, self.n_threads, 256)
+        self.ops.ggrun_attention_kv(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), n, H, k.shape[1], hd,
+                                    start, scale, self.n_threads, 256, ggml_id(type_of(k)), ggml_id(type_of(v)))
         return out
 
     def rope_store_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kc: torch.Tensor,
-                          vc: torch.Tensor, pos: torch.Tensor, start: int, scale: float) -> torch.Tensor | None:
-        """RoPE q [n, H, hd] and k [n, Hkv, hd], store k and v [n, Hkv, hd] as f16 in the slot's cache
-        kc, vc [n_ctx, Hkv, hd] at start.., attend: one C call, the numerics of rope → copy → attention.
-        Returns None when the C ops are not there (the model then runs the ops one by one)."""
+                          vc: torch.Tensor, pos: torch.Tensor, start: int, scale: float,
+                          rot: tuple[int, int] = (0, 0)) -> torch.Tensor | None:
+        """RoPE q [n, H, hd] and k [n, Hkv, hd], store k and v [n, Hkv, hd] in the slot's cache kc, vc
+        [n_ctx, Hkv, R] at start.. (f16 or q8_0 storage), attend: one C call, the numerics of rope →
+        store → attention. ``rot``: (n_rot_k, n_rot_v), the Hadamard rotation of quantized caches
+        (kv_types.rotation_sizes), done inside. q, k, v are overwritten. Returns None when the C ops
+        are not there or the cache is f32 (the model then runs the ops one by one)."""
+        from ..kv_types import ggml_id, type_of
+
         if self.ops is None or not (kc.is_contiguous() and vc.is_contiguous()):
+            return None
+        if kc.dtype == torch.float32 or vc.dtype == torch.float32:
             return None
         n, H, hd = q.shape
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         out = torch.empty_like(q)
         self.ops.ggrun_rope_store_attend(q.data_ptr(), k.data_ptr(), v.data_ptr(), kc.data_ptr(), vc.data_ptr(),
                                          pos.data_ptr(), n, H, k.shape[1], hd, self.rope_dim, self.rope_cache.data_ptr(),
-                                         int(self.neox), start, scale, self.n_threads, 256, out.data_ptr())
+                                         int(self.neox), start, scale, self.n_threads, 256, out.data_ptr(),
+                                         ggml_id(type_of(kc)), ggml_id(type_of(vc)), int(rot[0]), int(rot[1]))
         return out
 
     @staticmethod
     def attention_torch(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float) -> torch.Tensor:
-        """The torch fallback of ``attention``: f32 softmax, Q rounded to f16."""
+        """The torch fallback of ``attention``: f32 softmax, Q rounded to f16 (q8_0 K/V dequantized)."""
+        from ..kv_types import to_float
+
         n, H, hd = q.shape
         T, Hkv, _ = k.shape
         g = H // Hkv
         qf = q.half().float().view(n, Hkv, g, hd)                             # [n, Hkv, g, hd]
-        kf, vf = k.float(), v.float()                                         # [T, Hkv, hd]
+        kf, vf = to_float(k), to_float(v)                                     # [T, Hkv, hd]
         s = torch.einsum("nkgd,tkd->kgnt", qf, kf) * scale                    # [Hkv, g, n, T]
         if n > 1:
             qpos = torch.arange(start, start + n)[:, None]                    # [n, 1]

@@ -26,9 +26,13 @@ def load():
     lib.ggrun_rope_apply.argtypes = [P, P, I, I, I, I, P, I]
     lib.ggrun_swiglu.argtypes = [P, P, P, I64]
     lib.ggrun_rms_norm.argtypes = [P, P, P, I64, I64, F]
-    lib.ggrun_rope_store_attend.argtypes = [P, P, P, P, P, P, I, I, I, I, I, P, I, I, F, I, I, P]
+    lib.ggrun_rope_store_attend.argtypes = [P, P, P, P, P, P, I, I, I, I, I, P, I, I, F, I, I, P, I, I, I, I]
+    lib.ggrun_fwht.argtypes = [P, I64, I]
+    lib.ggrun_attention_kv.argtypes = [P, P, P, P, I, I, I, I, I, F, I, I, I, I]
+    lib.ggrun_quantize_row_q8_0.argtypes = [P, P, I64]
     for f in (lib.ggrun_attention_f16, lib.ggrun_rope_cache, lib.ggrun_rope_apply, lib.ggrun_swiglu,
-              lib.ggrun_rms_norm, lib.ggrun_rope_store_attend):
+              lib.ggrun_rms_norm, lib.ggrun_rope_store_attend, lib.ggrun_attention_kv, lib.ggrun_quantize_row_q8_0,
+              lib.ggrun_fwht):
         f.restype = None
     _lib = lib
     return lib

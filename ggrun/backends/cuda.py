@@ -14,19 +14,24 @@ Triton kernels do the heavy ops.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
 from ..kernels import layout
-from ..kernels.attention import decode_attention
+from ..kernels.attention import decode_attention, decode_attention_kv
 from ..kernels.dequant import dequantize
 from ..kernels.matvec import MAX_M, matvec_q
 from ..kernels.quantize_x import QX, empty_qx, quantize_x
 from ..weights import QuantWeight
 
 F32, F16, BF16 = 0, 1, 30
+# Prefill stacks matrices that share an input (QKV, gate/up) into one GEMM only up to this many
+# elements: the f16 buffers of the dequantize-ahead pipeline are sized by the largest matrix
+# (33B: QKV 66M stacked, gate+up 275M would not be; 6.7B gate+up 90M is).
+PREFILL_STACK_MAX = 1 << 27
 
 
 class Dense:
@@ -116,8 +121,9 @@ class CUDABackend:
         qx = quantize_x(x) if small else None
         outs: list[torch.Tensor] = []
         for a, b in _groups(ps):
-            if b - a == 1:
-                outs.append(matvec_q(ps[a], qx) if small else self._mm(ps[a], x))
+            big = not small and sum(p.n_out for p in ps[a:b]) * ps[a].n_in > PREFILL_STACK_MAX
+            if b - a == 1 or big:        # (a stacked prefill matrix would double the f16 buffers)
+                outs += [matvec_q(p, qx) if small else self._mm(p, x) for p in ps[a:b]]
                 continue
             key = tuple(id(p) for p in ps[a:b])
             if key not in self._fused:
@@ -158,14 +164,17 @@ class CUDABackend:
         return F.silu(g) * u
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float) -> torch.Tensor:
-        """q [n, H, hd] f32 at positions start..start+n-1; k, v [T, Hkv, hd] f16 (T = start+n)
-        → [n, H, hd] f32, causal; f16 operands as llama.cpp's flash attention."""
+        """q [n, H, hd] f32 at positions start..start+n-1; k, v [T, Hkv, R] cache storage (T = start+n;
+        f16, f32, or q8_0 blocks dequantized here) → [n, H, hd] f32, causal; f16 operands as
+        llama.cpp's flash attention (its CUDA kernels also widen quantized K/V to f16 for prefill)."""
+        from ..kv_types import to_float
+
         n, H, hd = q.shape
         T, Hkv, _ = k.shape
         dev = self.device
         qh = q.to(dev).half().transpose(0, 1)[None]                            # [1, H, n, hd]
-        kh = k.to(dev).half().transpose(0, 1)[None]                            # [1, Hkv, T, hd]
-        vh = v.to(dev).half().transpose(0, 1)[None]
+        kh = to_float(k.to(dev), torch.float16).transpose(0, 1)[None]          # [1, Hkv, T, hd]
+        vh = to_float(v.to(dev), torch.float16).transpose(0, 1)[None]
         mask, causal = None, False
         if n > 1 and start == 0 and T == n:
             causal = True                                                       # flash attention's own mask
@@ -282,10 +291,14 @@ class GraphDecoder:
             k = torch.zeros(cfg.n_layer, Hkv, n_ctx, hd, dtype=torch.float16, device=dev)
             v = torch.zeros_like(k)
             self.k_layers, self.v_layers = list(k), list(v)
-        else:  # KVCache.k: [n_layer, n_seq, n_ctx, Hkv, hd] → per layer [Hkv, n_ctx, hd] views
-            assert cache.k.dtype == torch.float16 and cache.k.device == dev and cache.n_ctx >= n_ctx
+        else:  # KVCache.k: [n_layer, n_seq, n_ctx, Hkv, R] → per layer [Hkv, n_ctx, R] views (any -ctk/-ctv type)
+            assert cache.k.device == dev and cache.n_ctx >= n_ctx
             self.k_layers = [cache.k[il, slot].transpose(0, 1) for il in range(cfg.n_layer)]
             self.v_layers = [cache.v[il, slot].transpose(0, 1) for il in range(cfg.n_layer)]
+        # f16 K and V: the f16 kernel; other types (q8_0, f32) and the Hadamard rotation of
+        # quantized caches: decode_attention_kv
+        self.kv_f16 = self.k_layers[0].dtype == self.v_layers[0].dtype == torch.float16
+        self.rot = (cache.n_rot_k, cache.n_rot_v) if cache is not None else (0, 0)
         self.tok = torch.zeros(1, dtype=torch.int64, device=dev)
         self.pos = torch.zeros(1, dtype=torch.int32, device=dev)
         self.x = torch.zeros(1, D, device=dev)
@@ -317,8 +330,9 @@ class GraphDecoder:
             for a, p in L["qkv"]:
                 matvec_q(p, self.qx_d, out=self.qkv[:, a:a + p.n_out])
             q = self.qkv[0, :nq]
-            decode_attention(q, self.qkv[0, nq:nq + nk], self.qkv[0, nq + nk:], self.cos, self.sin, self.pos,
-                             self.k_layers[il], self.v_layers[il], self.scale, neox=cfg.rope.neox, out=self.o)
+            attend = decode_attention if self.kv_f16 else partial(decode_attention_kv, rot=self.rot)
+            attend(q, self.qkv[0, nq:nq + nk], self.qkv[0, nq + nk:], self.cos, self.sin, self.pos,
+                   self.k_layers[il], self.v_layers[il], self.scale, neox=cfg.rope.neox, out=self.o)
             quantize_x(self.o.view(1, -1), out=self.qx_o)
             matvec_q(L["wo"], self.qx_o, out=self.x, acc=True)
             quantize_x(self.x, norm_w=L["ffn_norm"], eps=eps, out=self.qx_d)

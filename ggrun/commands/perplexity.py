@@ -16,6 +16,9 @@ def register(sub) -> None:
     p.add_argument("-b", "--batch-size", type=int, default=2048)
     p.add_argument("-t", "--threads", type=int, default=None)
     p.add_argument("-ngl", "--n-gpu-layers", dest="n_gpu_layers", type=int, default=0)
+    from ..cli import add_cache_type_args
+
+    add_cache_type_args(p)                    # -ctk, -ctv
     p.add_argument("--kl-divergence-base", default=None, metavar="FILE",
                    help="save the log-probabilities here (with a perplexity run), or read them (with --kl-divergence)")
     p.add_argument("--kl-divergence", action="store_true", help="compare with the saved --kl-divergence-base")
@@ -23,6 +26,7 @@ def register(sub) -> None:
 
 
 def cmd_perplexity(args) -> int:
+    from ..cli import cache_args
     from ..errors import BadArgumentError, GGRunError
     from ..loader import load
     from ..perplexity import kl_divergence, perplexity, read_kld_base, tokenize_text
@@ -34,7 +38,7 @@ def cmd_perplexity(args) -> int:
             raise BadArgumentError("--kl-divergence needs --kl-divergence-base FILE (the saved base log-probabilities)")
         n_ctx = read_kld_base(args.kl_divergence_base)[0]
         eng = load(args.model, n_ctx=max(n_ctx, args.ctx_size), n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
-                   n_batch=min(args.batch_size, n_ctx))
+                   n_batch=min(args.batch_size, n_ctx), **cache_args(args))
         kl_divergence(eng, args.kl_divergence_base, n_chunks=args.chunks)
         return 0
     if not args.file:
@@ -47,7 +51,7 @@ def cmd_perplexity(args) -> int:
     except UnicodeDecodeError:
         raise GGRunError(f"-f {args.file}: not UTF-8 text") from None
     eng = load(args.model, n_ctx=args.ctx_size, n_threads=args.threads, n_gpu_layers=args.n_gpu_layers,
-               n_batch=min(args.batch_size, args.ctx_size))
+               n_batch=min(args.batch_size, args.ctx_size), **cache_args(args))
     tokens = tokenize_text(eng.tokenizer, text)
     print(f"perplexity: tokenized {args.file}: {len(tokens)} tokens", file=sys.stderr)
     perplexity(eng, tokens, args.ctx_size, n_chunks=args.chunks, kld_base_out=args.kl_divergence_base)

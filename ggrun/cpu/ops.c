@@ -167,6 +167,130 @@ void ggrun_attention_f16(const float *q, const uint16_t *k, const uint16_t *v, f
 }
 
 // ---------------------------------------------------------------------------------------
+// Quantized KV caches (-ctk/-ctv q8_0). A cache row [Hkv*D] is stored as ggml's block_q8_0 run:
+// D/32 blocks of 34 bytes per head (f16 scale d, then 32 int8 quants). With a q8_0 K or V
+// ggml-cpu's flash attention always takes its one_chunk kernel (no tiles, no split-KV):
+//  * K q8_0: Q is quantized to q8_0 as well, K·Q = ggml_vec_dot_q8_0_q8_0 (AVX2 order).
+//  * V q8_0: each V row is dequantized to f32 (q·d) and accumulated in f32 with FMAs.
+//  * an f16 K or V keeps the f16 dot / f16 accumulator of the f16 path.
+#define KV_F16 1
+#define KV_Q8_0 8
+#define Q8_BLOCK 34
+
+// quantize_row_q8_0 of ggml-cpu (x86): amax, d = amax/127 stored as f16 (RNE), id = 127/amax,
+// q = round-half-even(x·id). n: a multiple of 32.
+void ggrun_quantize_row_q8_0(const float *x, uint8_t *y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; b++, x += 32, y += Q8_BLOCK) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) { float a = fabsf(x[j]); amax = a > amax ? a : amax; }
+        const float d = amax / 127.f;
+        const float id = amax != 0.0f ? 127.f / amax : 0.0f;
+        const uint16_t dh = f2h(d);
+        memcpy(y, &dh, 2);
+        for (int j = 0; j < 32; j++) y[2 + j] = (uint8_t)(int8_t)nearbyintf(x[j] * id);
+    }
+}
+
+// ggml_vec_dot_q8_0_q8_0, AVX2 path: 8 float lanes, lane l of block b adds d_x·d_y times the
+// int sum of quants 4l..4l+3 (one FMA); then hsum_float_8's reduction order.
+static float dot_q8_0(const uint8_t *x, const uint8_t *y, int n) {
+    float acc[8] = {0};
+    for (int b = 0; b < n / 32; b++, x += Q8_BLOCK, y += Q8_BLOCK) {
+        uint16_t dx, dy;
+        memcpy(&dx, x, 2); memcpy(&dy, y, 2);
+        const float d = h2f(dx) * h2f(dy);
+        const int8_t *qx = (const int8_t *)(x + 2), *qy = (const int8_t *)(y + 2);
+        for (int l = 0; l < 8; l++) {
+            int s = 0;
+            for (int j = 4 * l; j < 4 * l + 4; j++) s += qx[j] * qy[j];
+            acc[l] = fmaf(d, (float)s, acc[l]);
+        }
+    }
+    return ((acc[4] + acc[0]) + (acc[6] + acc[2])) + ((acc[5] + acc[1]) + (acc[7] + acc[3]));
+}
+
+// One query row against kv positions [0, qpos] for any K/V types (ggml's one_chunk):
+// k, v point at the head's data of position 0, rows ks/vs bytes apart. out: [D] f32, normalized.
+static void one_chunk_kv(const float *q, const uint8_t *k, const uint8_t *v, int kt, int vt, int D,
+                         int64_t ks, int64_t vs_, int qpos, float scale, float *out) {
+    uint16_t qh[512], acc16[512];
+    uint8_t qq[512 / 32 * Q8_BLOCK];
+    float acc[512], vrow[512];
+    if (kt == KV_Q8_0) ggrun_quantize_row_q8_0(q, qq, D);
+    else for (int d = 0; d < D; d++) qh[d] = f2h(q[d]);
+    for (int d = 0; d < D; d++) { acc16[d] = 0; acc[d] = 0.0f; }
+    float S = 0.0f, M = -INFINITY;
+    for (int ic = 0; ic <= qpos; ic++) {
+        const uint8_t *kr = k + ic * ks, *vr = v + ic * vs_;
+        float s = (kt == KV_Q8_0 ? dot_q8_0(kr, qq, D) : dot_f16((const uint16_t *)kr, qh, D)) * scale;
+        float ms = 1.0f, vs = 1.0f;
+        const int newmax = s > M;
+        if (newmax) { ms = expf(M - s); M = s; } else { vs = expf(s - M); }
+        if (vt == KV_F16) {
+            const uint16_t *vh = (const uint16_t *)vr;
+            if (newmax) for (int d = 0; d < D; d++) acc16[d] = f2h(h2f(acc16[d]) * ms);
+            for (int d = 0; d < D; d++) acc16[d] = f2h(fmaf(h2f(vh[d]), vs, h2f(acc16[d])));
+        } else {
+            if (newmax) for (int d = 0; d < D; d++) acc[d] *= ms;
+            for (int b = 0; b < D / 32; b++) {                  // dequantize_row_q8_0
+                uint16_t dh; memcpy(&dh, vr + b * Q8_BLOCK, 2);
+                const float dd = h2f(dh);
+                const int8_t *qs = (const int8_t *)(vr + b * Q8_BLOCK + 2);
+                for (int j = 0; j < 32; j++) vrow[b * 32 + j] = qs[j] * dd;
+            }
+            for (int d = 0; d < D; d++) acc[d] = fmaf(vrow[d], vs, acc[d]);
+        }
+        S = fmaf(S, ms, vs);
+    }
+    if (vt == KV_F16) for (int d = 0; d < D; d++) acc[d] = h2f(acc16[d]);
+    const float inv = S == 0.0f ? 0.0f : 1.0f / S;
+    for (int d = 0; d < D; d++) out[d] = acc[d] * inv;
+}
+
+// llama.cpp's attention rotation for quantized KV caches (llama_mul_mat_hadamard, which ggml-cpu
+// runs as ggml_compute_forward_fwht): every run of n values (n a power of 2) is scaled by
+// 1/sqrtf(n), then the Walsh-Hadamard butterflies (u+v, u−v) for len = 1, 2, .., n/2 in place.
+// The orthonormal Hadamard matrix is its own inverse: the same call undoes it.
+void ggrun_fwht(float *x, int64_t n_total, int n) {
+    const float scale = 1.0f / sqrtf((float)n);
+    for (int64_t r = 0; r + n <= n_total; r += n) {
+        float *row = x + r;
+        for (int j = 0; j < n; j++) row[j] = row[j] * scale;
+        for (int len = 1; len < n; len <<= 1)
+            for (int i = 0; i < n; i += 2 * len)
+                for (int j = 0; j < len; j++) {
+                    const float u = row[i + j], v = row[i + len + j];
+                    row[i + j] = u + v;
+                    row[i + len + j] = u - v;
+                }
+    }
+}
+
+// Bytes of one cache row of Hkv heads of D values.
+static int64_t kv_row_bytes(int type, int Hkv, int D) {
+    return type == KV_Q8_0 ? (int64_t)Hkv * (D / 32) * Q8_BLOCK : (int64_t)Hkv * D * 2;
+}
+
+// Attention over a KV cache of types k_type, v_type (KV_F16 or KV_Q8_0), shapes as
+// ggrun_attention_f16 (k, v: [T, row bytes]). Both f16: exactly ggrun_attention_f16.
+void ggrun_attention_kv(const float *q, const void *k, const void *v, float *out,
+                        int n_q, int H, int Hkv, int D, int start, float scale, int n_split,
+                        int kv_pad, int k_type, int v_type) {
+    if (k_type == KV_F16 && v_type == KV_F16) {
+        ggrun_attention_f16(q, k, v, out, n_q, H, Hkv, D, start, scale, n_split, kv_pad);
+        return;
+    }
+    const int g = H / Hkv;
+    const int64_t ks = kv_row_bytes(k_type, Hkv, D), vs = kv_row_bytes(v_type, Hkv, D);
+    const int64_t kh = kv_row_bytes(k_type, 1, D), vh = kv_row_bytes(v_type, 1, D);
+    for (int i = 0; i < n_q; i++)
+        for (int h = 0; h < H; h++)
+            one_chunk_kv(q + ((int64_t)i * H + h) * D, (const uint8_t *)k + (h / g) * kh,
+                         (const uint8_t *)v + (h / g) * vh, k_type, v_type, D, ks, vs, start + i, scale,
+                         out + ((int64_t)i * H + h) * D);
+}
+
+// ---------------------------------------------------------------------------------------
 // RoPE ("normal": adjacent pairs), as ggml's rope_f32: cache by repeated float products,
 // glibc cosf/sinf, rotation written as ggml writes it (gcc contracts it the same way).
 // cache: [n_pos, n_dims] interleaved (cos, sin) pairs.
@@ -353,24 +477,37 @@ static double softmax64(float *x, float max) {
 }
 
 // ---------------------------------------------------------------------------------------
-// One call per layer and sequence chunk: RoPE on q and k (in place), k and v rounded to f16
-// into the cache slot at positions start.., then attention — the same numerics as the
-// separate ops (rope_apply, a RNE f32→f16 copy, attention_f16), without the Python between.
-// q [n, H, D], k and v [n, Hkv, D] f32; kc, vc: the slot's cache base [n_ctx, Hkv, D] f16.
-void ggrun_rope_store_attend(float *q, float *k, const float *v, uint16_t *kc, uint16_t *vc,
+// One call per layer and sequence chunk: RoPE on q and k (in place), k and v stored into the
+// cache slot at positions start.. (f16: RNE; q8_0: quantize_row_q8_0 of each row, as ggml's
+// set_rows), then attention — the same numerics as the separate ops, without the Python between.
+// q [n, H, D], k and v [n, Hkv, D] f32; kc, vc: the slot's cache base [n_ctx, row] of k_type/v_type.
+// n_rot_k, n_rot_v (0: none): llama.cpp's Hadamard rotation of a quantized cache — q and k after
+// RoPE in runs of n_rot_k, v in runs of n_rot_v before the store, the output back after attention.
+// q, k and v are overwritten.
+static void store_row(int type, const float *x, void *dst, int64_t row) {
+    if (type == KV_Q8_0) { ggrun_quantize_row_q8_0(x, (uint8_t *)dst, row); return; }
+    uint16_t *d = (uint16_t *)dst;
+    for (int64_t j = 0; j < row; j++) d[j] = f2h(x[j]);
+}
+
+void ggrun_rope_store_attend(float *q, float *k, float *v, void *kc, void *vc,
                              const int32_t *pos, int n, int H, int Hkv, int D, int n_dims,
                              const float *rope_cache, int neox, int start, float scale,
-                             int n_split, int kv_pad, float *out) {
+                             int n_split, int kv_pad, float *out, int k_type, int v_type,
+                             int n_rot_k, int n_rot_v) {
     ggrun_rope_apply(q, pos, n, H, D, n_dims, rope_cache, neox);
     ggrun_rope_apply(k, pos, n, Hkv, D, n_dims, rope_cache, neox);
     const int64_t row = (int64_t)Hkv * D;
-    for (int i = 0; i < n; i++) {
-        uint16_t *kd = kc + (int64_t)(start + i) * row;
-        uint16_t *vd = vc + (int64_t)(start + i) * row;
-        for (int64_t j = 0; j < row; j++) {
-            kd[j] = f2h(k[i * row + j]);
-            vd[j] = f2h(v[i * row + j]);
-        }
+    if (n_rot_k) {
+        ggrun_fwht(q, (int64_t)n * H * D, n_rot_k);
+        ggrun_fwht(k, (int64_t)n * row, n_rot_k);
     }
-    ggrun_attention_f16(q, kc, vc, out, n, H, Hkv, D, start, scale, n_split, kv_pad);
+    if (n_rot_v) ggrun_fwht(v, (int64_t)n * row, n_rot_v);
+    const int64_t kb = kv_row_bytes(k_type, Hkv, D), vb = kv_row_bytes(v_type, Hkv, D);
+    for (int i = 0; i < n; i++) {
+        store_row(k_type, k + i * row, (uint8_t *)kc + (int64_t)(start + i) * kb, row);
+        store_row(v_type, v + i * row, (uint8_t *)vc + (int64_t)(start + i) * vb, row);
+    }
+    ggrun_attention_kv(q, kc, vc, out, n, H, Hkv, D, start, scale, n_split, kv_pad, k_type, v_type);
+    if (n_rot_v) ggrun_fwht(out, (int64_t)n * H * D, n_rot_v);
 }

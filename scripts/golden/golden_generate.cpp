@@ -3,6 +3,10 @@
 //
 // usage:
 //   golden_generate MODEL INPUT OUTPUT [N_PREDICT=64] [N_THREADS=2] [FA=auto|on|off] [N_CTX=2048]
+//                   [TYPE_K=f16] [TYPE_V=f16]
+//
+// TYPE_K / TYPE_V: the KV cache types (llama_context_params.type_k/type_v, the CLI's -ctk/-ctv),
+// by ggml type name: f32, f16, bf16, q8_0, ... (a quantized V cache needs FA=on).
 //
 // INPUT (simple length-prefixed text format, raw UTF-8, no escaping):
 //   <n_prompts>\n
@@ -12,7 +16,7 @@
 //   { "llama_version": ..., "ggml_version": ..., "ggml_commit": ..., "system_info": ...,
 //     "n_threads": ..., "n_threads_batch": ..., "n_ctx": ..., "n_batch": ..., "n_ubatch": ...,
 //     "flash_attn_requested": "auto|on|off", "flash_attn_resolved": "enabled|disabled|unknown",
-//     "type_k": "f16", "type_v": "f16", "add_special": bool, "parse_special": true,
+//     "type_k": "f16", "type_v": "f16" (TYPE_K/TYPE_V), "add_special": bool, "parse_special": true,
 //     "n_vocab": ..., "n_predict": ...,
 //     "prompts": [ { "prompt_ids": [...], "generated_ids": [...],
 //                    "top5": [ [[id, logit], ...5], ...n_predict ],   // logits that chose each generated token
@@ -117,6 +121,15 @@ static bool read_prompts(const char * path, std::vector<std::string> & out) {
     return true;
 }
 
+// a ggml type by its name (ggml_type_name), as common/arg.cpp's kv_cache_type_from_str
+static bool type_from_name(const std::string & name, enum ggml_type & out) {
+    for (int t = 0; t < GGML_TYPE_COUNT; ++t) {
+        const char * n = ggml_type_name((enum ggml_type) t);
+        if (n && name == n) { out = (enum ggml_type) t; return true; }
+    }
+    return false;
+}
+
 static std::vector<std::pair<llama_token, float>> topk(const float * logits, int n_vocab, int k) {
     std::vector<int> idx(n_vocab);
     for (int i = 0; i < n_vocab; ++i) idx[i] = i;
@@ -132,7 +145,8 @@ static std::vector<std::pair<llama_token, float>> topk(const float * logits, int
 int main(int argc, char ** argv) {
     std::setlocale(LC_NUMERIC, "C");
     if (argc < 4) {
-        fprintf(stderr, "usage: %s MODEL INPUT OUTPUT [N_PREDICT=64] [N_THREADS=2] [FA=auto|on|off] [N_CTX=2048]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL INPUT OUTPUT [N_PREDICT=64] [N_THREADS=2] [FA=auto|on|off] [N_CTX=2048] "
+                        "[TYPE_K=f16] [TYPE_V=f16]\n", argv[0]);
         return 2;
     }
     const std::string model_path = argv[1];
@@ -142,6 +156,8 @@ int main(int argc, char ** argv) {
     const int n_threads = argc > 5 ? atoi(argv[5]) : 2;
     const std::string fa = argc > 6 ? argv[6] : "auto";
     const int n_ctx = argc > 7 ? atoi(argv[7]) : 2048;
+    const std::string type_k_name = argc > 8 ? argv[8] : "";
+    const std::string type_v_name = argc > 9 ? argv[9] : "";
 
     std::vector<std::string> prompts;
     if (!read_prompts(input_path, prompts)) {
@@ -179,6 +195,13 @@ int main(int argc, char ** argv) {
         cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     } else {
         cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
+    }
+
+    for (const auto & tn : {std::make_pair(&type_k_name, &cparams.type_k), std::make_pair(&type_v_name, &cparams.type_v)}) {
+        if (!tn.first->empty() && !type_from_name(*tn.first, *tn.second)) {
+            fprintf(stderr, "error: unknown cache type %s\n", tn.first->c_str());
+            return 2;
+        }
     }
 
     std::ostringstream js;
