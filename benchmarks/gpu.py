@@ -574,7 +574,7 @@ def main():
     big = [m for m in models if m.endswith("33b")]
     if "bench" not in skip:                       # first, in a fresh process: the shipped tiles (matvec.H200)
         for m in models:
-            bench_synthetic_run(f"{m}:Q4_K_M", 99, [512], [128], 3)
+            bench_synthetic_run(f"{m}:Q4_K_M", 99, [512, 2048], [128], 3)
     mix_model = f"deepseek-coder-{a.mix_model}"
     mixes = [m for m in a.mixes.split(",") if m]
     if "mixes" not in skip:                       # shipped tiles too (before any sweep sets TUNED)

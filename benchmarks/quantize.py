@@ -74,6 +74,8 @@ def main() -> int:
     ap.add_argument("--type", default="Q4_K_M")
     ap.add_argument("--allow-requantize", action="store_true", help="the source is quantized (both tools get the flag)")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--check-cpu", action="store_true",
+                    help="also quantize on the CPU (C quantizers, --threads) and compare the bytes")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--work", default="/tmp/ggrun-qbench")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -115,6 +117,15 @@ def main() -> int:
     t_ours = time.perf_counter() - t0
     res["ggrun"] = {"seconds": t_ours, "bytes": ours.stat().st_size}
     log(f"ggrun quantize --device {args.device}: {t_ours:.1f} s")
+    if args.check_cpu and not args.device.startswith("cpu"):
+        ref = work / f"ggrun-cpu-{args.type}.gguf"
+        t0 = time.perf_counter()
+        quantize_file(str(src), str(ref), args.type, device="cpu", allow_requantize=args.allow_requantize)
+        t_cpu = time.perf_counter() - t0
+        res["ggrun_cpu"] = {"seconds": t_cpu, "threads": args.threads, "compare": compare(ours, ref)}
+        log(f"ggrun quantize --device cpu ({args.threads} threads): {t_cpu:.1f} s; "
+            f"{args.device} vs cpu: {json.dumps(res['ggrun_cpu']['compare'])}")
+        ref.unlink()
     if args.llama_quantize:
         ref = work / f"llama-{args.type}.gguf"
         t0 = time.perf_counter()

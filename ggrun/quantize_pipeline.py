@@ -134,9 +134,12 @@ def run_pipeline(src: GGUFFile, plans: list, w: GGUFOut, device: str, step_elems
                     x = get(q_in)
                     if cuda:
                         x.record_stream(main)
+                    q = None
                     if direct(p):      # raw F32/F16/BF16 rows straight into the C quantizers
                         q = cpu_quantize(x.view(_FLOAT_DTYPES[p.src_type]), p.dst_type)
-                    else:
+                    elif cuda and p.src_type in _FLOAT_DTYPES and p.dst_type in _K_TYPES:
+                        q = _gpu_kquant(x, p)  # … or into the fused Triton k-quant kernels
+                    if q is None:
                         q = quantize_tensor(dequantize_rows(x, p.src_type, device), p.dst_type)
                     ev = None
                     if cuda:
@@ -161,6 +164,21 @@ def run_pipeline(src: GGUFFile, plans: list, w: GGUFOut, device: str, step_elems
 
 
 _FLOAT_DTYPES = {0: torch.float32, 1: torch.float16, 30: torch.bfloat16}   # ggml F32 / F16 / BF16
+_K_TYPES = frozenset({10, 11, 12, 13, 14})                                    # Q2_K … Q6_K
+
+
+def _gpu_kquant(x: torch.Tensor, p):
+    """Source rows (rows, row_bytes) uint8 of a float type on the GPU → (rows, out_row_bytes)
+    uint8 through the Triton k-quant kernels, the floats widened inside the kernel (None: the
+    type or the machine can't)."""
+    from .quants.quantizers import quantize_blocks_gpu
+
+    if x.ndim != 2:
+        return None
+    rows = x.shape[0]
+    v = x.view(_FLOAT_DTYPES[p.src_type]).reshape(-1, 256)
+    q = quantize_blocks_gpu(v, p.dst_type)
+    return None if q is None else q.reshape(rows, -1)
 _C_TYPES = frozenset({0, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 30})
 
 

@@ -74,6 +74,10 @@ def quantize_blocks(blocks: torch.Tensor, ggml_type: int, n_threads: int | None 
         for i in range(0, n, step):
             quantize_rows(blocks[i : i + step], int(ggml_type), n_threads, out=out[i : i + step])
         return out
+    if blocks.device.type == "cuda":
+        y = quantize_blocks_gpu(blocks, ggml_type)
+        if y is not None:
+            return y
     step = max(1, (CPU_CHUNK if blocks.device.type == "cpu" else GPU_CHUNK) // bs)
     if n <= step:
         return fn(blocks)
@@ -81,3 +85,23 @@ def quantize_blocks(blocks: torch.Tensor, ggml_type: int, n_threads: int | None 
     for i in range(0, n, step):
         out[i : i + step] = fn(blocks[i : i + step])
     return out
+
+
+_triton_q = None   # ggrun.kernels.quantize_k.quantize_blocks_triton, False when Triton is missing
+
+
+def quantize_blocks_gpu(blocks: torch.Tensor, ggml_type: int) -> torch.Tensor | None:
+    """K-quant super-blocks (N, 256) f32/f16/bf16 on a CUDA device → (N, type_size) uint8 through
+    the fused Triton quantizers (ggrun.kernels.quantize_k: the same bytes as llama.cpp's
+    reference, one launch); None when the type or the machine can't take that route."""
+    global _triton_q
+    if _triton_q is None:
+        try:
+            from ..kernels.quantize_k import quantize_blocks_triton
+
+            _triton_q = quantize_blocks_triton
+        except ImportError:
+            _triton_q = False
+    if not _triton_q:
+        return None
+    return _triton_q(blocks, int(ggml_type))

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One device call's worth of checks and timings (benchmarks/RESULTS.md cites these logs).
+#   part A: kernel checks of every type, llama-bench-style pp512/pp2048/tg128 on the DeepSeek
+#           Coder 33B/6.7B Q4_K_M shapes, the 6.7B mixes' tg128, -ngl 31 on 33B, and the Triton
+#           quantizers' byte checks (quick);
+#   part B: 6.7B F16 → Q4_K_M quantize on the GPU (bytes checked against the CPU's C path),
+#           the file → load → engine path (gpu_engine.py), and the CUDA tests on real hardware.
+# Run from the repository root on the device: bash benchmarks/device_session.sh A|B
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then   # packages the device image lacks (gguf)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader
+git log --oneline -1 2>/dev/null
+t0=$(date +%s)
+run() {  # run LABEL TIMEOUT CMD...: log to $OUT/LABEL.log, print its tail
+  local label=$1 limit=$2; shift 2
+  echo "=== $label (limit ${limit}s, at $(( $(date +%s) - t0 ))s)"
+  timeout "$limit" "$@" > "$OUT/$label.log" 2>&1
+  echo "--- $label: rc=$? after $(( $(date +%s) - t0 ))s"
+}
+case "${1:-A}" in
+A)
+  run gpu 380 python3 benchmarks/gpu.py --skip check_attention,prefill,breakdown,sweep,sweep_types,decode --out "$OUT"
+  grep -E "^\| |copy bandwidth|GPU memory|ERROR|FAIL|Error" "$OUT/gpu.log" | tail -60
+  run qcheck 150 python3 scripts/gpu_check_quantize.py --quick
+  grep -E "OK|bad|vs torch|GB/s|projected|FAIL|Error|mix" "$OUT/qcheck.log" | tail -45
+  ;;
+B)
+  run quantize 200 python3 benchmarks/quantize.py --like deepseek-coder-6.7b --device cuda --check-cpu --threads 16 --out "$OUT"
+  grep -vE "^ |^\{|^\}" "$OUT/quantize.log" | tail -12
+  run engine 220 python3 benchmarks/gpu_engine.py --out "$OUT"
+  grep -vE "^ " "$OUT/engine.log" | tail -40
+  export TRITON_INTERPRET=0
+  run pytest_gpu 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py \
+      tests/test_kv_cache_types_gpu.py tests/test_triton_kernels.py
+  tail -15 "$OUT/pytest_gpu.log"
+  ;;
+esac
+echo "total $(( $(date +%s) - t0 ))s"
