@@ -33,6 +33,8 @@ A)
   grep -E "OK|bad|vs torch|GB/s|projected|FAIL|Error|mix" "$OUT/qcheck.log" | tail -45
   ;;
 B)
+  run profile 90 python3 benchmarks/gpu_profile_prefill.py --n 512
+  grep -E "pp512|wall|Self CPU|^ +[a-zA-Z_:]" "$OUT/profile.log" | head -60
   run quantize 200 python3 benchmarks/quantize.py --like deepseek-coder-6.7b --device cuda --check-cpu --threads 16 --out "$OUT"
   grep -vE "^ |^\{|^\}" "$OUT/quantize.log" | tail -12
   run engine 220 python3 benchmarks/gpu_engine.py --out "$OUT"
