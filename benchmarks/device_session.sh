@@ -33,14 +33,14 @@ A)
   grep -E "OK|bad|vs torch|GB/s|projected|FAIL|Error|mix" "$OUT/qcheck.log" | tail -45
   ;;
 B)
-  run profile 90 python3 benchmarks/gpu_profile_prefill.py --n 512
+  run profile 80 python3 benchmarks/gpu_profile_prefill.py --n 512
   grep -E "pp512|wall|Self CPU|^ +[a-zA-Z_:]" "$OUT/profile.log" | head -60
-  run quantize 200 python3 benchmarks/quantize.py --like deepseek-coder-6.7b --device cuda --check-cpu --threads 16 --out "$OUT"
+  run quantize 150 python3 benchmarks/quantize.py --like deepseek-coder-6.7b --device cuda --check-cpu --threads 16 --out "$OUT"
   grep -vE "^ |^\{|^\}" "$OUT/quantize.log" | tail -12
-  run engine 220 python3 benchmarks/gpu_engine.py --out "$OUT"
+  run engine 170 python3 benchmarks/gpu_engine.py --out "$OUT"
   grep -vE "^ " "$OUT/engine.log" | tail -40
   export TRITON_INTERPRET=0
-  run pytest_gpu 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py \
+  run pytest_gpu 120 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py \
       tests/test_kv_cache_types_gpu.py tests/test_triton_kernels.py
   tail -15 "$OUT/pytest_gpu.log"
   ;;
