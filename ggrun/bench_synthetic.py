@@ -81,8 +81,12 @@ def build(shape: str, mix: str, n_gpu_layers: int = 99, device="cuda", seed: int
     ngl = cfg.n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
     gpu = CUDABackend(device)
     if ngl > cfg.n_layer:                                  # all on the GPU (the embedding too)
+        from .backends.cuda_decode import GraphPrefill
+
         w = synthetic_llama(cfg, mix, device=device, seed=seed)
-        return cfg, w, LlamaModel(cfg, w, gpu, max_pos=4096), w.n_bytes
+        lm = LlamaModel(cfg, w, gpu, max_pos=4096)
+        lm.fast_prefill = GraphPrefill(lm)                # prompts replay a CUDA graph, as load() sets up
+        return cfg, w, lm, w.n_bytes
     from . import model as model_mod
     from .backends.cpu import CPUBackend
 
@@ -137,7 +141,21 @@ def _sync():
         torch.cuda.synchronize()
 
 
+_CACHES: dict = {}
+
+
 def _cache(lm, cfg, n: int):
+    """One KV cache per (model, size), reused across repetitions as an engine's is (a captured
+    prefill graph is bound to its cache)."""
+    key = (id(lm), n)
+    hit = _CACHES.get(key)
+    if hit is None or hit[0] is not lm:
+        _CACHES.clear()
+        hit = _CACHES[key] = (lm, _new_cache(lm, cfg, n))
+    return hit[1]
+
+
+def _new_cache(lm, cfg, n: int):
     from .model import KVCache
 
     if getattr(lm, "layer_backends", None) is not None:           # per-layer devices (offload patch)
@@ -236,6 +254,7 @@ def bench_synthetic(spec: str, n_prompt=(512,), n_gen=(128,), n_gpu_layers: int 
             pct = f"{r['gbs'] / (bw * 1e3):.0%}" if r["gbs"] else "-"
             print(f"| {r['model']} | {nbytes / 2**30:.2f} GiB | {r['model_n_params'] / 1e9:.2f} B | {backend} | "
                   f"{n_gpu_layers} | {r['test']} | {r['avg_ts']:.2f} ± {r['stdev_ts']:.2f} | {gb} | {pct} |", file=file)
+    _CACHES.clear()
     del dec, lm, w
     torch.cuda.empty_cache()
     return rows

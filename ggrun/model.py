@@ -232,9 +232,13 @@ class LlamaModel:
         for b in _unique([backend, output_backend, *(layer_backends or [])]):
             b.prepare(cfg, max_pos)                                  # rope tables, scratch
         self.kq_scale = 1.0 / math.sqrt(cfg.head_dim)
+        self.max_pos = max_pos
         # (tokens [1], slot, pos, cache) → logits [1, n_vocab]: a faster route for one-token
         # steps of one sequence (CUDA graphs, backends/cuda_decode.py), set by the loader
         self.fast_decode = None
+        # (tokens [N], slot, cache) → logits [1, n_vocab] or None: a prompt evaluated from position
+        # 0 by a replayed CUDA graph (backends/cuda_decode.py), set by the loader
+        self.fast_prefill = None
         devs = {d for d in [*self.layer_devices, self.device, _device(output_backend or backend)] if d.type == "cuda"}
         self.multi_gpu = len(devs) > 1 or any(d.index not in (None, 0) for d in devs)
 
@@ -246,6 +250,10 @@ class LlamaModel:
         N = tokens.shape[0]
         if self.fast_decode is not None and N == 1 and len(chunks) == 1 and logits_rows is None:
             return self.fast_decode(tokens, chunks[0].slot, chunks[0].start, cache)
+        if self.fast_prefill is not None and N > 1 and len(chunks) == 1 and chunks[0].start == 0 and logits_rows is None:
+            out = self.fast_prefill(tokens, chunks[0].slot, cache)
+            if out is not None:
+                return out
         if not self.multi_gpu:
             return self._forward(tokens, chunks, cache, logits_rows)
         prev = torch.cuda.current_device()                  # Triton launches on the current device
@@ -254,11 +262,14 @@ class LlamaModel:
         finally:
             torch.cuda.set_device(prev)
 
-    def _forward(self, tokens, chunks, cache, logits_rows):
+    def _forward(self, tokens, chunks, cache, logits_rows, positions: torch.Tensor | None = None):
+        """forward's body. ``positions`` [N] int32 on the device and ``logits_rows`` on the device
+        keep it free of host-to-device copies (a CUDA graph captures it so)."""
         cfg, be = self.cfg, self.be
         N = tokens.shape[0]
         H, Hkv, hd = cfg.n_head, cfg.n_head_kv, cfg.head_dim
-        pos_cpu = torch.cat([torch.arange(c.start, c.start + c.n, dtype=torch.int32) for c in chunks])
+        if positions is None:
+            positions = torch.cat([torch.arange(c.start, c.start + c.n, dtype=torch.int32) for c in chunks])
         pos_on: dict[torch.device, torch.Tensor] = {}
 
         def on(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
@@ -272,7 +283,7 @@ class LlamaModel:
             if self.multi_gpu and dev.type == "cuda":
                 torch.cuda.set_device(dev)
             x = on(x, dev)                                                        # a boundary: [N, D] moves
-            pos = pos_on.setdefault(dev, on(pos_cpu, dev))                       # [N] int32
+            pos = pos_on.setdefault(dev, on(positions, dev))                     # [N] int32
             h = lb.rms_norm(x, L.attn_norm, cfg.rms_eps)                          # [N, D]
             q, k, v = lb.matmul_many([L.wq, L.wk, L.wv], h)                       # [N, H*hd], [N, Hkv*hd] ×2
             q, k, v = q.view(N, H, hd), k.view(N, Hkv, hd), v.view(N, Hkv, hd)

@@ -36,7 +36,7 @@ def tiny(tmp_path_factory):
     f = GGUFFile(str(path))
     cfg = ModelConfig.from_gguf(f)
     w = LlamaWeights.from_gguf(f, cfg.n_layer)
-    return cfg, w, LlamaModel(cfg, w, CUDABackend(DEV), max_pos=32)
+    return cfg, w, LlamaModel(cfg, w, CUDABackend(DEV), max_pos=64)
 
 
 def test_graph_steps_match_eager_decode(tiny):
@@ -86,3 +86,30 @@ def test_prefill_in_chunks_matches_one_pass(tiny):
     lm.forward(toks[:10], [SeqChunk(0, 0, 10)], b)
     two = lm.forward(toks[10:], [SeqChunk(0, 10, 10)], b)
     assert rel(two, one) < 2e-2 and two.argmax() == one.argmax()
+
+
+def test_padded_prefill_matches_eager(tiny):
+    """GraphPrefill's route (the prompt padded to its bucket, causal attention) gives the eager
+    forward's last logits and K/V for the prompt's positions; prompts that don't fit a bucket
+    of the cache go back to the eager forward (None)."""
+    from ggrun.backends.cuda_decode import GraphPrefill
+    from ggrun.model import KVCache, SeqChunk
+
+    cfg, w, lm = tiny
+    toks = torch.tensor([5, 1, 9, 22, 13, 2, 8, 31, 4, 6, 17, 3, 28, 11, 19, 7, 25, 10, 14, 2, 30, 12, 9])
+    n = toks.shape[0]
+    pre = GraphPrefill(lm)
+    assert pre.bucket(n) == 64 and pre.bucket(64) == 64 and pre.bucket(65) == 128
+    a, b = KVCache(cfg, 64, device=DEV), KVCache(cfg, 64, device=DEV)
+    ref = lm.forward(toks, [SeqChunk(0, 0, n)], a)
+    lm.fast_prefill = pre
+    try:
+        got = lm.forward(toks, [SeqChunk(0, 0, n)], b)
+    finally:
+        lm.fast_prefill = None
+    assert got.shape == ref.shape == (1, cfg.n_vocab)
+    assert rel(got, ref) < 1e-2 and got.argmax() == ref.argmax()   # (other GEMM shapes: f16 rounding)
+    assert rel(b.k[:, 0, :n].float(), a.k[:, 0, :n].float()) < 1e-2
+    assert rel(b.v[:, 0, :n].float(), a.v[:, 0, :n].float()) < 1e-2
+    small = KVCache(cfg, 32, device=DEV)                        # bucket 64 > n_ctx 32: eager
+    assert pre(toks, 0, small) is None

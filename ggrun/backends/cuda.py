@@ -34,6 +34,15 @@ F32, F16, BF16 = 0, 1, 30
 PREFILL_STACK_MAX = 1 << 27
 
 
+def cuda_device(device) -> torch.device:
+    """``device`` with its index ('cuda' → 'cuda:N', the current device), so that it compares
+    equal to a tensor's ``.device``."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
 class Dense:
     """A float weight kept as a torch tensor on the device (f16/bf16/f32 as in the file)."""
 
@@ -65,7 +74,7 @@ class CUDABackend:
     name = "CUDA"
 
     def __init__(self, device: str | torch.device = "cuda"):
-        self.device = torch.device(device)
+        self.device = cuda_device(device)
         self._fused: dict[tuple[int, ...], tuple[layout.Packed, list[layout.Packed]]] = {}
         self._vecs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # id(host vector) -> (it, device copy)
         self._pipe: _DequantPipe | None = None
@@ -139,6 +148,12 @@ class CUDABackend:
         return outs
 
     # --- activations -----------------------------------------------------------------
+    def join_side_stream(self) -> None:
+        """Join the prefill pipeline's side stream into the current stream (before a graph
+        capture ends, and before or after capturing so no event crosses the capture)."""
+        if self._pipe is not None:
+            self._pipe.join()
+
     def _on_device(self, t: torch.Tensor) -> torch.Tensor:
         """A host vector's device copy, made once (a pageable copy per call would sync)."""
         if t.device == self.device:
@@ -201,7 +216,6 @@ class _DequantPipe:
         self.device = device
         self.side = torch.cuda.Stream(device)
         self.bufs: list[torch.Tensor | None] = [None, None]
-        self.free: list[torch.cuda.Event | None] = [None, None]   # recorded after the last read of bufs[i]
         self.ahead: tuple[int, int, torch.cuda.Event] | None = None   # (id(p), buffer, done event)
         self.next_of: dict[int, layout.Packed] = {}
         self.prev: int | None = None
@@ -233,24 +247,30 @@ class _DequantPipe:
             w = dequantize(p, out=self._buf(i, p))
         self.ahead = None
         self.turn = i ^ 1
+        # everything before this GEMM: the other buffer's last reader (the previous GEMM) is in it
+        before = torch.cuda.Event()
+        before.record(main)
 
         def done() -> None:
-            ev = torch.cuda.Event()
-            ev.record(main)
-            self.free[i] = ev
             nxt = self.next_of.get(id(p))
             if nxt is None:
                 return
             j = i ^ 1
             out = self._buf(j, nxt)
-            if self.free[j] is not None:                            # after the GEMM that last read bufs[j],
-                self.side.wait_event(self.free[j])                  # not after the one just enqueued
+            self.side.wait_event(before)                            # overlaps the GEMM just enqueued
             with torch.cuda.stream(self.side):
                 dequantize(nxt, out=out)
                 ready = torch.cuda.Event()
                 ready.record(self.side)
             self.ahead = (id(nxt), j, ready)
         return w, done
+
+    def join(self) -> None:
+        """Make the current stream wait for the side stream's pending work (a CUDA graph's
+        capture must end with every forked stream joined) and forget the prediction."""
+        if self.ahead is not None:
+            torch.cuda.current_stream(self.device).wait_event(self.ahead[2])
+        self.ahead = None
 
 
 def _nbytes(p) -> int:
@@ -278,7 +298,7 @@ class GraphDecoder:
     def __init__(self, cfg, weights, n_ctx: int, device: str | torch.device = "cuda", cache=None, slot: int = 0):
         from ..model import rope_tables
 
-        dev = self.device = torch.device(device)
+        dev = self.device = cuda_device(device)
         self.cfg, self.n_ctx = cfg, n_ctx
         H, Hkv, hd, D, Fd = cfg.n_head, cfg.n_head_kv, cfg.head_dim, cfg.n_embd, cfg.n_ff
         if cfg.rope.dim != hd:

@@ -1,4 +1,13 @@
-"""Batch-1 decode steps of a model that lies whole on one GPU, replayed from CUDA graphs.
+"""Batch-1 decode steps and prompt prefills of a model that lies whole on one GPU, replayed
+from CUDA graphs.
+
+``GraphPrefill`` is ``LlamaModel.fast_prefill``: a prompt evaluated from position 0 runs the
+eager forward captured once per size bucket (powers of two from 64; the prompt is padded to
+its bucket with token 0 — causal attention keeps the padding from touching the real tokens,
+whose K/V and last logits are what the eager forward gives; the padding's K/V lands past the
+prompt, where the next steps overwrite it before anything attends to it). Replaying the graph
+removes the ~50 Python-launched kernels per layer that make an eager prefill CPU-bound on a
+fast GPU.
 
 ``GraphSteps`` is what ``LlamaModel.forward`` calls for a one-token step of one sequence
 (``LlamaModel.fast_decode``): it keeps a ``GraphDecoder`` per KV slot of the engine's own
@@ -13,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..kernels import layout
-from .cuda import GraphDecoder, to_device
+from .cuda import GraphDecoder, cuda_device, to_device
 
 
 def graph_ready(cfg, weights, device) -> bool:
@@ -32,7 +41,7 @@ class GraphSteps:
 
     def __init__(self, cfg, weights, device):
         self.cfg, self.weights = cfg, weights
-        self.device = torch.device(device)
+        self.device = cuda_device(device)
         self.decoders: dict[tuple[int, int], tuple[object, GraphDecoder]] = {}
 
     def _decoder(self, cache, slot: int) -> GraphDecoder:
@@ -64,3 +73,68 @@ class GraphSteps:
         else:
             dec.step()
         return dec.logits.clone()
+
+
+class GraphPrefill:
+    """One CUDA graph per (cache, slot, bucket): the model's eager forward over a padded prompt
+    at positions 0..bucket-1, returning the logits of the prompt's last token."""
+
+    MIN_BUCKET = 64
+
+    def __init__(self, model, max_tokens: int = 4096):
+        self.model = model
+        self.device = cuda_device(model.device)
+        self.max_tokens = max_tokens
+        self.graphs: dict[tuple[int, int, int], tuple] = {}
+        self.pool = None                                     # one memory pool shared by the captures
+
+    def bucket(self, n: int) -> int:
+        b = self.MIN_BUCKET
+        while b < n:
+            b *= 2
+        return b
+
+    def _capture(self, cache, slot: int, b: int):
+        from ..model import SeqChunk
+
+        m, dev = self.model, self.device
+        toks = torch.zeros(b, dtype=torch.int64, device=dev)
+        pos = torch.arange(b, dtype=torch.int32, device=dev)
+        rows = torch.zeros(1, dtype=torch.int64, device=dev)
+        chunks = [SeqChunk(slot, 0, b)]
+        m._forward(toks, chunks, cache, rows, positions=pos)   # warm-up: kernels, GEMM plans, buffers
+        m.be.join_side_stream()
+        torch.cuda.synchronize(dev)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, pool=self.pool):
+            out = m._forward(toks, chunks, cache, rows, positions=pos)
+            m.be.join_side_stream()                          # the side stream rejoins inside the capture
+        self.pool = g.pool()
+        return cache, g, toks, rows, out
+
+    def __call__(self, tokens: torch.Tensor, slot: int, cache) -> torch.Tensor | None:
+        """tokens [n] (host) from position 0 of ``slot`` → logits [1, n_vocab], or None when the
+        prompt doesn't fit a bucket (the eager forward runs it)."""
+        n = tokens.shape[0]
+        b = self.bucket(n)
+        if (n < 2 or b > min(self.max_tokens, cache.n_ctx, getattr(self.model, "max_pos", 0))
+                or getattr(cache.k, "device", None) != self.device):
+            return None
+        if self.device.type != "cuda":                       # Triton's interpreter (tests): uncaptured
+            from ..model import SeqChunk
+
+            toks = torch.zeros(b, dtype=torch.int64)
+            toks[:n] = tokens
+            return self.model._forward(toks, [SeqChunk(slot, 0, b)], cache, torch.tensor([n - 1]),
+                                       positions=torch.arange(b, dtype=torch.int32))
+        key = (id(cache), slot, b)
+        hit = self.graphs.get(key)
+        with torch.cuda.device(self.device):
+            if hit is None or hit[0] is not cache:
+                hit = self.graphs[key] = self._capture(cache, slot, b)
+            _, g, toks, rows, out = hit
+            toks[:n].copy_(tokens)
+            toks[n:].zero_()
+            rows.fill_(n - 1)
+            g.replay()
+            return out.clone()
