@@ -5,7 +5,8 @@
 #           quantizers' byte checks (quick);
 #   part B: 6.7B F16 → Q4_K_M quantize on the GPU (bytes checked against the CPU's C path),
 #           the file → load → engine path (gpu_engine.py), and the CUDA tests on real hardware.
-# Run from the repository root on the device: bash benchmarks/device_session.sh A|B
+#   part C: the CUDA tests on real hardware, the Q4_K_M benches and the engine path for 6.7B and 33B.
+# Run from the repository root on the device: bash benchmarks/device_session.sh A|B|C
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -43,6 +44,19 @@ B)
   run pytest_gpu 120 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py \
       tests/test_kv_cache_types_gpu.py tests/test_triton_kernels.py
   tail -15 "$OUT/pytest_gpu.log"
+  ;;
+C)
+  export TRITON_INTERPRET=0
+  run pytest_gpu 120 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py \
+      tests/test_kv_cache_types_gpu.py tests/test_triton_kernels.py
+  tail -4 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run bench 150 python3 benchmarks/gpu.py --skip check,check_attention,prefill,sweep,sweep_types,decode,mixes,offload --out "$OUT"
+  grep -E "^\| |copy bandwidth|GPU memory|attention|ERROR|Error" "$OUT/bench.log" | tail -24
+  run engine 90 python3 benchmarks/gpu_engine.py --out "$OUT"
+  grep -vE "^ " "$OUT/engine.log" | grep -v Warning | tail -22
+  run engine33 200 python3 benchmarks/gpu_engine.py --like deepseek-coder-33b --out "$OUT/33b"
+  grep -vE "^ " "$OUT/engine33.log" | grep -v Warning | tail -22
   ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"

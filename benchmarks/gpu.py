@@ -397,22 +397,24 @@ def step_breakdown(models):
         t_norm = graph_time([lambda: quantize_x(x, norm_w=nw, eps=1e-6)] * 20) * 1e3
         t_plain = graph_time([lambda: quantize_x(x)] * 20) * 1e3
         t_swi = graph_time([lambda: quantize_x(gu[:, :Fd], up=gu[:, Fd:])] * 20) * 1e3
-        kc = torch.randn(Hkv, 2048, hd, device="cuda").half()
+        kc = torch.randn(Hkv, 8192, hd, device="cuda").half()
         vc = torch.randn_like(kc)
-        cos = torch.rand(2048, hd // 2, device="cuda")
-        sin = torch.rand(2048, hd // 2, device="cuda")
+        cos = torch.rand(8192, hd // 2, device="cuda")
+        sin = torch.rand(8192, hd // 2, device="cuda")
         q, k, v = (torch.randn(n * hd, device="cuda") for n in (H, Hkv, Hkv))
         o = torch.empty(H * hd, device="cuda")
         att = {}
-        for pos in (64, 1024):
+        for pos in (64, 1024, 4096):
             P = torch.tensor([pos], device="cuda", dtype=torch.int32)
             att[pos] = graph_time([lambda: decode_attention(q, k, v, cos, sin, P, kc, vc, 0.1, out=o)] * 20) * 1e3
         per_tok = cfg.n_layer * (2 * t_norm + t_plain + t_swi + att[64]) / 1e3
         row = dict(model=model, quant_rmsnorm_us=t_norm, quant_plain_us=t_plain, quant_swiglu_us=t_swi,
-                   attn_pos64_us=att[64], attn_pos1024_us=att[1024], small_kernels_ms_per_token=per_tok)
+                   attn_pos64_us=att[64], attn_pos1024_us=att[1024], attn_pos4096_us=att[4096],
+                   small_kernels_ms_per_token=per_tok)
         out.append(row)
         log(f"{model}: quantize+rmsnorm {t_norm:.1f} us, quantize {t_plain:.1f} us, swiglu+quantize {t_swi:.1f} us, "
-            f"attention pos64 {att[64]:.1f} us / pos1024 {att[1024]:.1f} us → {per_tok:.2f} ms per token")
+            f"attention pos64 {att[64]:.1f} us / pos1024 {att[1024]:.1f} us / pos4096 {att[4096]:.1f} us "
+            f"→ {per_tok:.2f} ms per token")
     RESULTS["breakdown"] = out
 
 

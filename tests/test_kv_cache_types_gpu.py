@@ -67,6 +67,53 @@ def test_decode_kernel_matches_cpu_attention(type_k, type_v):
     assert rel(o, ref.flatten()) < (2e-3 if "f16" in (type_k, type_v) or type_k == "f32" else 1e-5)
 
 
+@pytest.mark.parametrize("type_k,type_v", [("q8_0", "q8_0"), ("f16", "q8_0"), ("f32", "f32")])
+def test_decode_kernel_splits(type_k, type_v):
+    """The split (flash-decoding) kernel: 4 splits of 16 positions, decode steps at pos 0 and at
+    and around the split boundaries; each written row bit for bit the CPU path's, each output the
+    CPU attention's (the Hadamard rotation of V undone after the splits are merged)."""
+    from ggrun.backends.cpu import CPUBackend
+    from ggrun.kernels.attention import _plan, decode_attention_kv
+    from ggrun.kv_types import fwht, rotation_sizes, storage, to_storage
+    from ggrun.model import apply_rope
+
+    g = torch.Generator().manual_seed(5)
+    H, Hkv, hd, n_ctx = 4, 2, 64, 64
+    assert _plan(n_ctx, 8, 16) == (16, 4)
+    cos, sin = torch.rand(n_ctx, hd // 2, generator=g), torch.rand(n_ctx, hd // 2, generator=g)
+    rk, rv = rotation_sizes(type_k, type_v, hd)
+
+    def cache(t):
+        r, dt = storage(t, hd)
+        c = torch.zeros(n_ctx, Hkv, r, dtype=dt)
+        c[:] = to_storage(torch.randn(n_ctx, Hkv, hd, generator=g), c)
+        return c
+
+    kr_c, vr_c = cache(type_k), cache(type_v)
+    dev = torch.device(DEV)
+    kd, vd = kr_c.to(dev), vr_c.to(dev)
+    out = torch.empty(H * hd, device=dev)
+    for pos in (0, 15, 16, 17, 32, 33, 48, 63):
+        q, k, v = (torch.randn(n * hd, generator=g) for n in (H, Hkv, Hkv))
+        o = decode_attention_kv(q.to(dev), k.to(dev), v.to(dev), cos.to(dev), sin.to(dev),
+                                torch.tensor([pos], device=dev), kd.transpose(0, 1), vd.transpose(0, 1), 0.125,
+                                out=out, block_t=8, rot=(rk, rv), split_t=16)
+        c, s = cos[pos:pos + 1], sin[pos:pos + 1]
+        qr = apply_rope(q.view(1, H, hd), c, s, hd, False)
+        kr = apply_rope(k.view(1, Hkv, hd), c, s, hd, False)
+        vr = v.view(1, Hkv, hd)
+        if rk:
+            qr, kr = fwht(qr, rk), fwht(kr, rk)
+        if rv:
+            vr = fwht(vr, rv)
+        kr_c[pos:pos + 1], vr_c[pos:pos + 1] = to_storage(kr, kr_c), to_storage(vr, vr_c)
+        ref = CPUBackend(1).attention(qr, kr_c[:pos + 1], vr_c[:pos + 1], pos, 0.125)
+        if rv:
+            ref = fwht(ref, rv)
+        assert torch.equal(kd.cpu(), kr_c) and torch.equal(vd.cpu(), vr_c), pos
+        assert rel(o, ref.flatten()) < (2e-3 if "f16" in (type_k, type_v) or type_k == "f32" else 1e-5), pos
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny llama GGUF with 64-wide heads (q8_0 blocks and the 64-wide rotation apply),

@@ -217,6 +217,48 @@ def test_decode_attention(H, Hkv, pos, neox, gen):
     assert rel(o, ref) < 1e-4
 
 
+@pytest.mark.parametrize("n_ctx,split_t,neox", [(64, 16, False), (600, None, True)])
+def test_decode_attention_splits(n_ctx, split_t, neox, gen):
+    """Flash-decoding: cache positions in splits of ``split_t`` (64 → 4 splits of 16; 600 with
+    the default plan → 3 splits of 256), one decode step after another (the per-head arrival
+    counters must come back to zero), at pos 0, at and around every split boundary and at the
+    last position: the cache rows written and the output against a torch reference."""
+    from ggrun.kernels.attention import _plan, decode_attention
+    from ggrun.model import apply_rope
+
+    H, Hkv, hd = 4, 2, 32
+    ch, ns = _plan(n_ctx, 8, split_t)
+    assert ns >= 3
+    cos = torch.rand(n_ctx, hd // 2, device=DEV, generator=gen) * 2 - 1
+    sin = (1 - cos * cos).sqrt()
+    kc = torch.randn(Hkv, n_ctx, hd, device=DEV, generator=gen).half()
+    vc = torch.randn(Hkv, n_ctx, hd, device=DEV, generator=gen).half()
+    kc2, vc2 = kc.clone(), vc.clone()
+    out = torch.empty(H * hd, device=DEV)
+    G = H // Hkv
+    positions = sorted({0, 1, ch - 1, ch, ch + 1, 2 * ch, 2 * ch + 1, (ns - 1) * ch, n_ctx - 2, n_ctx - 1})
+    for pos in positions:
+        q = torch.randn(H * hd, device=DEV, generator=gen)
+        k = torch.randn(Hkv * hd, device=DEV, generator=gen)
+        v = torch.randn(Hkv * hd, device=DEV, generator=gen)
+        o = decode_attention(q, k, v, cos, sin, torch.tensor([pos], dtype=torch.int32), kc2, vc2, 0.2, neox=neox,
+                             out=out, block_t=8, split_t=split_t)
+        c, s = cos[pos:pos + 1], sin[pos:pos + 1]
+        qr = apply_rope(q.view(1, H, hd), c, s, hd, neox)[0].half().float()
+        kc[:, pos] = apply_rope(k.view(1, Hkv, hd), c, s, hd, neox)[0].half()
+        vc[:, pos] = v.view(Hkv, hd).half()
+        assert torch.allclose(kc2.float(), kc.float(), atol=1e-3) and torch.equal(vc2, vc), pos
+        Kf = kc[:, :pos + 1].float().repeat_interleave(G, 0)
+        Vf = vc[:, :pos + 1].float().repeat_interleave(G, 0)
+        p = (torch.einsum("hd,htd->ht", qr.view(H, hd), Kf) * 0.2).softmax(-1)
+        ref = torch.einsum("ht,htd->hd", p, Vf).reshape(-1)
+        assert rel(o, ref) < 1e-4, pos
+        kc.copy_(kc2)          # the kernel's rows (within f16 rounding of the reference's) from here on
+    from ggrun.kernels.attention import _COUNTERS
+
+    assert all(int(c.abs().sum()) == 0 for c in _COUNTERS.values())
+
+
 @pytest.mark.parametrize("mix", ["Q4_K_M", "Q2_K"])
 def test_backend_and_graph_decoder_match_model(mix):
     """CUDABackend under model.py (prefill: dequant → matmul; decode: matvec) and the

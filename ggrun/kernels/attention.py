@@ -1,7 +1,17 @@
 """Decode attention for one new token per sequence: RoPE on q and k, k/v into the f16
 cache at ``pos`` (a device scalar, so a CUDA graph can replay it), then softmax(q·Kᵀ)·V
-over positions 0..pos. One program per query head; the first of each GQA group writes the
-cache, and every program takes position ``pos`` from its registers, so none waits on another.
+over positions 0..pos. The first query head of each GQA group writes the cache, and every
+program takes position ``pos`` from its registers, so none waits on another.
+
+Flash-decoding: the grid is (query head, split). Split ``s`` attends to the cache positions
+[s·CH, (s+1)·CH) below ``pos`` (split 0 also to the new token at ``pos``, from registers) and
+leaves its partial (max, sum of exp, exp-weighted V) in f32; the last split of a head to finish
+(an atomic counter per head, which it resets to 0) merges them and writes the output, so a
+token is still one launch per layer. The grid is fixed by the cache capacity n_ctx (``_plan``:
+one split up to SPLIT_MIN positions, splits of SPLIT_MIN positions up to SPLIT_MAX splits, longer
+splits beyond), not by ``pos``: splits that start at or beyond ``pos`` return at once, and while
+only split 0 is busy it writes the output itself (no partials, no atomic). The counters are
+shared per device: two of these kernels must not run concurrently on different streams.
 
 Cache layout: k, v [n_kv_head, n_ctx, head_dim] f16 for one layer (a layer's slice of
 [n_layer, n_kv_head, n_ctx, head_dim]).
@@ -12,7 +22,8 @@ k is quantized as ggml's quantize_row_q8_0, q as well, and q·k is the integer d
 times the two scales (as llama.cpp's CPU vec_dot_q8_0_q8_0, summed in another order); q8_0 v rows
 are dequantized and accumulated in f32. f32 rows are attended as f16 (llama.cpp casts them).
 With llama.cpp's Hadamard rotation of quantized caches (kv_types.rotation_sizes) q and k are
-rotated after RoPE, v before it is stored and the output after, by the same fast transform.
+rotated after RoPE, v before it is stored and the output after (after the splits are merged),
+by the same fast transform.
 """
 
 from __future__ import annotations
@@ -21,14 +32,47 @@ import torch
 import triton
 import triton.language as tl
 
+SPLIT_MIN = 256     # cache positions per split, at least (n_ctx <= SPLIT_MIN: one split)
+SPLIT_MAX = 64      # splits per head, at most (longer caches: longer splits)
+MERGE_TILE = 16     # partials merged per step by the last split
+
+
+def _plan(n_ctx: int, bt: int, split_t: int | None = None) -> tuple[int, int]:
+    """→ (positions per split, a multiple of bt; number of splits) for a cache of n_ctx."""
+    if split_t is None:
+        split_t = max(SPLIT_MIN, triton.next_power_of_2(triton.cdiv(n_ctx, SPLIT_MAX)))
+    ch = triton.cdiv(max(split_t, bt), bt) * bt
+    return ch, triton.cdiv(n_ctx, ch)
+
+
+_COUNTERS: dict[tuple[str, int | None], torch.Tensor] = {}
+_OLD_COUNTERS: list[torch.Tensor] = []       # outgrown ones stay alive: captured graphs may use them
+
+
+def _counters(device: torch.device, n: int) -> torch.Tensor:
+    """Per-head arrival counters of the split kernels on ``device``: zeros, and every launch
+    leaves them zero (the last split resets its head's)."""
+    key = (device.type, device.index)
+    c = _COUNTERS.get(key)
+    if c is None or c.numel() < n:
+        if c is not None:
+            _OLD_COUNTERS.append(c)
+        c = _COUNTERS[key] = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
+    return c
+
+
+def _workspace(H: int, ns: int, hd: int, device: torch.device):
+    """(counters, acc [H·ns·hd], (m, l) [H·ns·2]) for a split launch; placeholders for one split."""
+    if ns == 1:
+        z = _counters(device, 1)
+        return z, z, z
+    return (_counters(device, H), torch.empty(H * ns * hd, dtype=torch.float32, device=device),
+            torch.empty(H * ns * 2, dtype=torch.float32, device=device))
+
 
 @triton.jit
-def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, vc_ptr, o_ptr, scale,
-                        stride_kch, stride_kct, stride_cos, G: tl.constexpr, HALF: tl.constexpr,
-                        NEOX: tl.constexpr, BT: tl.constexpr):
-    hq = tl.program_id(0)                     # one program per query head
-    h = hq // G                               # its KV head
-    pos = tl.load(pos_ptr)
+def _rope_coefs(cos_ptr, sin_ptr, pos, stride_cos, HALF: tl.constexpr, NEOX: tl.constexpr):
+    """→ (d, partner, sign, cos, sin) [HD]: x·cos + sign·x[partner]·sin is x rotated at pos."""
     HD: tl.constexpr = 2 * HALF
     d = tl.arange(0, HD)
     if NEOX:   # rotate halves: (d, d + HALF)
@@ -41,23 +85,86 @@ def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, 
         sgn = tl.where(d % 2 == 0, -1.0, 1.0)
     c = tl.load(cos_ptr + pos * stride_cos + j)
     s = tl.load(sin_ptr + pos * stride_cos + j)
+    return d, partner, sgn, c, s
+
+
+@triton.jit
+def _merge(acc, m_i, l_i, hq, sp, n_act, pacc_ptr, pml_ptr, cnt_ptr, HD: tl.constexpr, NS: tl.constexpr,
+           NSB: tl.constexpr):
+    """This split's (acc [HD], m_i, l_i) → (o [HD], whether this program stores o). One split
+    busy: its own acc / l. Else the partial goes to the workspace, and the last split of head
+    hq to arrive merges all n_act of them."""
+    o = acc / l_i
+    mine = n_act == 1
+    if n_act > 1:
+        d = tl.arange(0, HD)
+        row = hq * NS + sp
+        tl.store(pacc_ptr + row * HD + d, acc)
+        tl.store(pml_ptr + row * 2, m_i)
+        tl.store(pml_ptr + row * 2 + 1, l_i)
+        tl.debug_barrier()                    # every thread's stores, before the release below
+        arrived = tl.atomic_add(cnt_ptr + hq, 1, sem="acq_rel", scope="gpu")
+        mine = arrived == n_act - 1
+        if mine:                              # the last one: all partials are out
+            tl.store(cnt_ptr + hq, 0)         # for the next launch
+            s = tl.arange(0, NSB)
+            base = hq * NS
+            m_s = tl.load(pml_ptr + (base + s) * 2, mask=s < n_act, other=float("-inf"), cache_modifier=".cg")
+            m_all = tl.max(m_s, 0)
+            l_all = m_all * 0.0
+            o_all = acc * 0.0
+            for s0 in range(0, n_act, NSB):
+                t = s0 + s
+                tm = t < n_act
+                m_t = tl.load(pml_ptr + (base + t) * 2, mask=tm, other=float("-inf"), cache_modifier=".cg")
+                l_t = tl.load(pml_ptr + (base + t) * 2 + 1, mask=tm, other=0.0, cache_modifier=".cg")
+                w = tl.where(tm, tl.exp(m_t - m_all), 0.0)                                    # [NSB]
+                a_t = tl.load(pacc_ptr + (base + t)[:, None] * HD + d[None, :], mask=tm[:, None], other=0.0,
+                              cache_modifier=".cg")
+                l_all += tl.sum(w * l_t, 0)
+                o_all += tl.sum(w[:, None] * a_t, 0)
+            o = o_all / l_all
+    return o, mine
+
+
+@triton.jit
+def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, vc_ptr, o_ptr, pacc_ptr, pml_ptr,
+                        cnt_ptr, scale, stride_kch, stride_kct, stride_cos, G: tl.constexpr, HALF: tl.constexpr,
+                        NEOX: tl.constexpr, BT: tl.constexpr, CH: tl.constexpr, NS: tl.constexpr,
+                        NSB: tl.constexpr):
+    hq = tl.program_id(0)                     # query head
+    sp = tl.program_id(1)                     # split: cache positions [sp·CH, sp·CH + CH)
+    h = hq // G                               # its KV head
+    pos = tl.load(pos_ptr)
+    n_act = tl.maximum((pos + (CH - 1)) // CH, 1)     # splits with work: those below pos, and split 0
+    if sp >= n_act:
+        return
+    HD: tl.constexpr = 2 * HALF
+    d, partner, sgn, c, s = _rope_coefs(cos_ptr, sin_ptr, pos, stride_cos, HALF, NEOX)
     q = tl.load(q_ptr + hq * HD + d) * c + sgn * tl.load(q_ptr + hq * HD + partner) * s
     q = q.to(tl.float16).to(tl.float32)       # llama.cpp rounds Q to f16 for K·Q
-    kn = (tl.load(k_ptr + h * HD + d) * c + sgn * tl.load(k_ptr + h * HD + partner) * s).to(tl.float16)
-    vn = tl.load(v_ptr + h * HD + d).to(tl.float16)
     kc = kc_ptr + h * stride_kch
     vc = vc_ptr + h * stride_kch
-    if hq % G == 0:                           # the first query head of the group writes the cache
-        tl.store(kc + pos * stride_kct + d, kn)
-        tl.store(vc + pos * stride_kct + d, vn)
-    # positions before pos come from the cache; pos itself from registers (no cross-program wait)
-    s_new = tl.sum(kn.to(tl.float32) * q, 0) * scale
-    m_i = s_new
-    l_i = s_new * 0.0 + 1.0
-    acc = vn.to(tl.float32)
-    for t0 in range(0, pos, BT):
+    # split 0: the new token, its k/v from registers (no cross-program wait); its first query
+    # head of the group writes them to the cache. The other splits start empty.
+    if sp == 0:
+        kn = (tl.load(k_ptr + h * HD + d) * c + sgn * tl.load(k_ptr + h * HD + partner) * s).to(tl.float16)
+        vn = tl.load(v_ptr + h * HD + d).to(tl.float16)
+        if hq % G == 0:
+            tl.store(kc + pos * stride_kct + d, kn)
+            tl.store(vc + pos * stride_kct + d, vn)
+        m_i = tl.sum(kn.to(tl.float32) * q, 0) * scale
+        l_i = m_i * 0.0 + 1.0
+        acc = vn.to(tl.float32)
+    else:
+        m_i = tl.full([], float("-inf"), tl.float32)
+        l_i = tl.full([], 0.0, tl.float32)
+        acc = tl.zeros([HD], tl.float32)
+    lo = sp * CH
+    hi = tl.minimum(lo + CH, pos)             # positions before pos come from the cache
+    for t0 in range(lo, hi, BT):
         t = t0 + tl.arange(0, BT)
-        tm = t < pos
+        tm = t < hi
         kt = tl.load(kc + t[:, None] * stride_kct + d[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
         sc = tl.where(tm, tl.sum(kt * q[None, :], 1) * scale, float("-inf"))       # [BT]
         m_new = tl.maximum(m_i, tl.max(sc, 0))
@@ -67,14 +174,21 @@ def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, 
         vt = tl.load(vc + t[:, None] * stride_kct + d[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
         acc = acc * alpha + tl.sum(p[:, None] * vt, 0)
         m_i = m_new
-    tl.store(o_ptr + hq * HD + d, acc / l_i)
+    if NS == 1:
+        tl.store(o_ptr + hq * HD + d, acc / l_i)
+    else:
+        o, mine = _merge(acc, m_i, l_i, hq, sp, n_act, pacc_ptr, pml_ptr, cnt_ptr, HD, NS, NSB)
+        if mine:
+            tl.store(o_ptr + hq * HD + d, o)
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                      pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float, neox: bool = False,
-                     out: torch.Tensor | None = None, block_t: int | None = None) -> torch.Tensor:
+                     out: torch.Tensor | None = None, block_t: int | None = None,
+                     split_t: int | None = None) -> torch.Tensor:
     """q [H*hd], k, v [Hkv*hd] f32 (before RoPE); cos, sin [n_pos, hd/2] f32; pos int32/64 [1];
-    k_cache, v_cache [Hkv, n_ctx, hd] f16 (written at pos) → o [H*hd] f32."""
+    k_cache, v_cache [Hkv, n_ctx, hd] f16 (written at pos) → o [H*hd] f32. ``split_t``: cache
+    positions per split (default: ``_plan``'s choice from n_ctx)."""
     Hkv, n_ctx, hd = k_cache.shape
     H = q.numel() // hd
     G = H // Hkv
@@ -84,9 +198,12 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: tor
     assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous() and pos.numel() == 1
     if out is None:
         out = torch.empty(H * hd, dtype=torch.float32, device=q.device)
-    _decode_attn_kernel[(H,)](q, k, v, cos, sin, pos, k_cache, v_cache, out, float(scale), k_cache.stride(0),
-                              k_cache.stride(1), cos.stride(0), G=G, HALF=hd // 2, NEOX=neox, BT=block_t or 64,
-                              num_warps=4)
+    bt = block_t or 64
+    ch, ns = _plan(n_ctx, bt, split_t)
+    cnt, pacc, pml = _workspace(H, ns, hd, q.device)
+    _decode_attn_kernel[(H, ns)](q, k, v, cos, sin, pos, k_cache, v_cache, out, pacc, pml, cnt, float(scale),
+                                 k_cache.stride(0), k_cache.stride(1), cos.stride(0), G=G, HALF=hd // 2, NEOX=neox,
+                                 BT=bt, CH=ch, NS=ns, NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4)
     return out
 
 
@@ -101,9 +218,8 @@ def _fwht(x, SCALE, HD: tl.constexpr, LOG2N: tl.constexpr):
     ggml-cpu's fwht: x·SCALE (SCALE = 1/sqrtf(n)), then butterflies u+v, u−v with stride 1, 2, ..."""
     x = x * SCALE
     sel = (tl.arange(0, 2) == 0)[None, :, None]                       # [1, 2, 1]
-    for s in tl.static_range(LOG2N):
-        h: tl.constexpr = 1 << s
-        y = tl.reshape(x, [HD // (2 * h), 2, h])                        # pairs (i + j, i + h + j)
+    for s in tl.static_range(LOG2N):     # stride h = 2**s (not a named constexpr: those can't be reassigned)
+        y = tl.reshape(x, [HD // (2 << s), 2, 1 << s])                  # pairs (i + j, i + h + j)
         u = tl.sum(tl.where(sel, y, 0.0), 1)                             # [HD/2h, h]
         v = tl.sum(tl.where(sel, 0.0, y), 1)
         x = tl.reshape(tl.where(sel, (u + v)[:, None, :], (u - v)[:, None, :]), [HD])
@@ -148,76 +264,82 @@ def _st_q8(row, boff, soff, q, d):
 
 
 @triton.jit
-def _decode_attn_kv_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, vc_ptr, o_ptr, scale,
-                           skh, skt, svh, svt, stride_cos, rot_scale_k, rot_scale_v, G: tl.constexpr,
+def _decode_attn_kv_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, vc_ptr, o_ptr, pacc_ptr, pml_ptr,
+                           cnt_ptr, scale, skh, skt, svh, svt, stride_cos, rot_scale_k, rot_scale_v, G: tl.constexpr,
                            HALF: tl.constexpr, NEOX: tl.constexpr, BT: tl.constexpr, KT: tl.constexpr,
-                           VT: tl.constexpr, LOG2_RK: tl.constexpr, LOG2_RV: tl.constexpr):
-    hq = tl.program_id(0)                     # one program per query head
+                           VT: tl.constexpr, LOG2_RK: tl.constexpr, LOG2_RV: tl.constexpr, CH: tl.constexpr,
+                           NS: tl.constexpr, NSB: tl.constexpr):
+    hq = tl.program_id(0)                     # query head
+    sp = tl.program_id(1)                     # split: cache positions [sp·CH, sp·CH + CH)
     h = hq // G
     pos = tl.load(pos_ptr)
+    n_act = tl.maximum((pos + (CH - 1)) // CH, 1)     # splits with work: those below pos, and split 0
+    if sp >= n_act:
+        return
     HD: tl.constexpr = 2 * HALF
     NB: tl.constexpr = HD // 32
-    d = tl.arange(0, HD)
-    if NEOX:
-        j = d % HALF
-        partner = (d + HALF) % HD
-        sgn = tl.where(d < HALF, -1.0, 1.0)
-    else:
-        j = d // 2
-        partner = d ^ 1
-        sgn = tl.where(d % 2 == 0, -1.0, 1.0)
-    c = tl.load(cos_ptr + pos * stride_cos + j)
-    s = tl.load(sin_ptr + pos * stride_cos + j)
+    d, partner, sgn, c, s = _rope_coefs(cos_ptr, sin_ptr, pos, stride_cos, HALF, NEOX)
     q = tl.load(q_ptr + hq * HD + d) * c + sgn * tl.load(q_ptr + hq * HD + partner) * s     # [HD]
-    kf = tl.load(k_ptr + h * HD + d) * c + sgn * tl.load(k_ptr + h * HD + partner) * s
-    vf = tl.load(v_ptr + h * HD + d)
     if LOG2_RK > 0:                           # llama.cpp's rotation of a quantized K cache
         q = _fwht(q, rot_scale_k, HD, LOG2_RK)
-        kf = _fwht(kf, rot_scale_k, HD, LOG2_RK)
-    if LOG2_RV > 0:
-        vf = _fwht(vf, rot_scale_v, HD, LOG2_RV)
     q2 = tl.reshape(q, [NB, 32])
-    k2 = tl.reshape(kf, [NB, 32])
-    v2 = tl.reshape(vf, [NB, 32])
     ib = tl.arange(0, NB)
     d2 = ib[:, None] * 32 + tl.arange(0, 32)[None, :]                  # [NB, 32] value index
     boff = ib[:, None] * 34 + 2 + tl.arange(0, 32)[None, :]           # q8_0: byte offset of the quants
     soff = ib * 34                                                     # q8_0: byte offset of the scales
     kc = kc_ptr + h * skh
     vc = vc_ptr + h * svh
-    first = hq % G == 0                       # the first query head of the group writes the cache
-    # the new row: stored, and the values this program attends to (no cross-program wait)
     if KT == 8:
         qq, dq = _quant_q8(q2)                # Q in K's dot type, as llama.cpp's CPU
-        kq, dk = _quant_q8(k2)
-        if first:
-            _st_q8(kc + pos * skt, boff, soff, kq, dk)
-        s_new = tl.sum(tl.sum(kq * qq, 1) * (dk * dq), 0) * scale
     else:
         qh = q2.to(tl.float16).to(tl.float32)
-        if first:
-            if KT == 1:
-                tl.store(kc + pos * skt + d2, k2.to(tl.float16))
-            else:
-                tl.store(kc + pos * skt + d2, k2)
-        s_new = tl.sum(tl.sum(k2.to(tl.float16).to(tl.float32) * qh, 1), 0) * scale
-    if VT == 8:
-        vq, dv = _quant_q8(v2)
-        if first:
-            _st_q8(vc + pos * svt, boff, soff, vq, dv)
-        acc = vq * dv[:, None]                                          # [NB, 32] f32
+    # split 0: the new token, the values this program attends to from registers (no cross-program
+    # wait); its first query head of the group stores the new row. The other splits start empty.
+    if sp == 0:
+        first = hq % G == 0
+        kf = tl.load(k_ptr + h * HD + d) * c + sgn * tl.load(k_ptr + h * HD + partner) * s
+        vf = tl.load(v_ptr + h * HD + d)
+        if LOG2_RK > 0:
+            kf = _fwht(kf, rot_scale_k, HD, LOG2_RK)
+        if LOG2_RV > 0:
+            vf = _fwht(vf, rot_scale_v, HD, LOG2_RV)
+        k2 = tl.reshape(kf, [NB, 32])
+        v2 = tl.reshape(vf, [NB, 32])
+        if KT == 8:
+            kq, dk = _quant_q8(k2)
+            if first:
+                _st_q8(kc + pos * skt, boff, soff, kq, dk)
+            s_new = tl.sum(tl.sum(kq * qq, 1) * (dk * dq), 0) * scale
+        else:
+            if first:
+                if KT == 1:
+                    tl.store(kc + pos * skt + d2, k2.to(tl.float16))
+                else:
+                    tl.store(kc + pos * skt + d2, k2)
+            s_new = tl.sum(tl.sum(k2.to(tl.float16).to(tl.float32) * qh, 1), 0) * scale
+        if VT == 8:
+            vq, dv = _quant_q8(v2)
+            if first:
+                _st_q8(vc + pos * svt, boff, soff, vq, dv)
+            acc = vq * dv[:, None]                                          # [NB, 32] f32
+        else:
+            if first:
+                if VT == 1:
+                    tl.store(vc + pos * svt + d2, v2.to(tl.float16))
+                else:
+                    tl.store(vc + pos * svt + d2, v2)
+            acc = v2.to(tl.float16).to(tl.float32)
+        m_i = s_new
+        l_i = s_new * 0.0 + 1.0
     else:
-        if first:
-            if VT == 1:
-                tl.store(vc + pos * svt + d2, v2.to(tl.float16))
-            else:
-                tl.store(vc + pos * svt + d2, v2)
-        acc = v2.to(tl.float16).to(tl.float32)
-    m_i = s_new
-    l_i = s_new * 0.0 + 1.0
-    for t0 in range(0, pos, BT):
+        m_i = tl.full([], float("-inf"), tl.float32)
+        l_i = tl.full([], 0.0, tl.float32)
+        acc = tl.zeros([NB, 32], tl.float32)
+    lo = sp * CH
+    hi = tl.minimum(lo + CH, pos)             # positions before pos come from the cache
+    for t0 in range(lo, hi, BT):
         t = t0 + tl.arange(0, BT)
-        tm = t < pos
+        tm = t < hi
         t3 = t[:, None, None]
         m3 = tm[:, None, None]
         if KT == 8:
@@ -239,10 +361,17 @@ def _decode_attn_kv_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_pt
             vt = tl.load(vc + t3 * svt + d2[None], mask=m3, other=0.0).to(tl.float16).to(tl.float32)
         acc = acc * alpha + tl.sum(p[:, None, None] * vt, 0)
         m_i = m_new
-    o = tl.reshape(acc / l_i, [HD])
-    if LOG2_RV > 0:                           # back from V's rotation
-        o = _fwht(o, rot_scale_v, HD, LOG2_RV)
-    tl.store(o_ptr + hq * HD + d, o)
+    if NS == 1:
+        o = tl.reshape(acc / l_i, [HD])
+        if LOG2_RV > 0:                       # back from V's rotation
+            o = _fwht(o, rot_scale_v, HD, LOG2_RV)
+        tl.store(o_ptr + hq * HD + d, o)
+    else:
+        o, mine = _merge(tl.reshape(acc, [HD]), m_i, l_i, hq, sp, n_act, pacc_ptr, pml_ptr, cnt_ptr, HD, NS, NSB)
+        if mine:
+            if LOG2_RV > 0:                   # back from V's rotation, once the splits are merged
+                o = _fwht(o, rot_scale_v, HD, LOG2_RV)
+            tl.store(o_ptr + hq * HD + d, o)
 
 
 def _log2(n: int) -> int:
@@ -253,10 +382,11 @@ def _log2(n: int) -> int:
 def decode_attention_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                         pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float,
                         neox: bool = False, out: torch.Tensor | None = None, block_t: int | None = None,
-                        rot: tuple[int, int] = (0, 0)) -> torch.Tensor:
+                        rot: tuple[int, int] = (0, 0), split_t: int | None = None) -> torch.Tensor:
     """``decode_attention`` for any cache types: k_cache, v_cache [Hkv, n_ctx, R] as stored
     (f16/f32: R = hd; q8_0 uint8: R = hd/32·34; the last dim contiguous). ``rot``: (n_rot_k,
-    n_rot_v), llama.cpp's Hadamard rotation of quantized caches (0: none). → o [H*hd] f32."""
+    n_rot_v), llama.cpp's Hadamard rotation of quantized caches (0: none); ``split_t`` as there.
+    → o [H*hd] f32."""
     import numpy as np
 
     from ..kv_types import type_of
@@ -277,8 +407,12 @@ def decode_attention_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: 
 
     if out is None:
         out = torch.empty(H * hd, dtype=torch.float32, device=q.device)
-    _decode_attn_kv_kernel[(H,)](q, k, v, cos, sin, pos, k_cache, v_cache, out, float(scale), k_cache.stride(0),
-                                 k_cache.stride(1), v_cache.stride(0), v_cache.stride(1), cos.stride(0), rs(rk), rs(rv),
-                                 G=G, HALF=hd // 2, NEOX=neox, BT=block_t or 32, KT=kt, VT=vt, LOG2_RK=_log2(rk),
-                                 LOG2_RV=_log2(rv), num_warps=4)
+    bt = block_t or 32
+    ch, ns = _plan(n_ctx, bt, split_t)
+    cnt, pacc, pml = _workspace(H, ns, hd, q.device)
+    _decode_attn_kv_kernel[(H, ns)](q, k, v, cos, sin, pos, k_cache, v_cache, out, pacc, pml, cnt, float(scale),
+                                    k_cache.stride(0), k_cache.stride(1), v_cache.stride(0), v_cache.stride(1),
+                                    cos.stride(0), rs(rk), rs(rv), G=G, HALF=hd // 2, NEOX=neox, BT=bt, KT=kt, VT=vt,
+                                    LOG2_RK=_log2(rk), LOG2_RV=_log2(rv), CH=ch, NS=ns,
+                                    NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4)
     return out
