@@ -58,5 +58,18 @@ C)
   run engine33 200 python3 benchmarks/gpu_engine.py --like deepseek-coder-33b --out "$OUT/33b"
   grep -vE "^ " "$OUT/engine33.log" | grep -v Warning | tail -22
   ;;
+D)
+  run attn_ab 100 python3 benchmarks/gpu_attention_ab.py
+  cat "$OUT/attn_ab.log" | grep -v Warn | tail -6
+  export TRITON_INTERPRET=0
+  run pytest_gpu 100 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py \
+      tests/test_kv_cache_types_gpu.py tests/test_triton_kernels.py
+  tail -3 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run bench 150 python3 benchmarks/gpu.py --skip check,check_attention,prefill,sweep,sweep_types,decode,mixes,offload --out "$OUT"
+  grep -E "^\| |copy bandwidth|GPU memory|attention|ERROR|Error" "$OUT/bench.log" | tail -24
+  run engine33 150 python3 benchmarks/gpu_engine.py --like deepseek-coder-33b --out "$OUT/33b"
+  grep -vE "^ " "$OUT/engine33.log" | grep -v Warning | tail -22
+  ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"

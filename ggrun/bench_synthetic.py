@@ -81,9 +81,11 @@ def build(shape: str, mix: str, n_gpu_layers: int = 99, device="cuda", seed: int
     ngl = cfg.n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
     gpu = CUDABackend(device)
     if ngl > cfg.n_layer:                                  # all on the GPU (the embedding too)
+        from .backends.cuda import prepare_stacks
         from .backends.cuda_decode import GraphPrefill
 
         w = synthetic_llama(cfg, mix, device=device, seed=seed)
+        prepare_stacks(w, device)                         # before any graph captures the matrices
         lm = LlamaModel(cfg, w, gpu, max_pos=4096)
         lm.fast_prefill = GraphPrefill(lm)                # prompts replay a CUDA graph, as load() sets up
         return cfg, w, lm, w.n_bytes

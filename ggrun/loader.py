@@ -87,7 +87,10 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
         backend = gpus[0]
         lm = LlamaModel(cfg, weights, backend, max_pos=n_ctx)
         _upload(weights, backend, f.path)
+        from .backends.cuda import prepare_stacks
         from .backends.cuda_decode import GraphPrefill, GraphSteps, graph_ready
+
+        prepare_stacks(weights, backend.device)           # before any graph captures the matrices
 
         if graph_ready(cfg, weights, backend.device):   # one-token steps replay a CUDA graph
             lm.fast_decode = GraphSteps(cfg, weights, backend.device)

@@ -17,6 +17,16 @@ DEV = "cuda" if os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
 COMBOS = [("q8_0", "q8_0"), ("q8_0", "f16"), ("f16", "q8_0"), ("f32", "f32")]
 
 
+def same_rows(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Cache rows written by the kernel vs the CPU path's: bit-identical under the interpreter
+    (IEEE numpy); on a GPU an f32 row may differ in the last bit (the RoPE products are
+    contracted into FMAs there), which the f16 and q8_0 roundings absorb."""
+    got = got.cpu()
+    if DEV == "cpu" or got.dtype != torch.float32:
+        return torch.equal(got, want)
+    return bool(((got - want).abs() <= 2e-7 * want.abs().clamp_min(1e-30)).all())
+
+
 def rel(a, b):
     return ((a.double().cpu() - b.double().cpu()).norm() / b.double().cpu().norm()).item()
 
@@ -63,7 +73,7 @@ def test_decode_kernel_matches_cpu_attention(type_k, type_v):
     ref = CPUBackend(1).attention(qr, kr_c[:pos + 1], vr_c[:pos + 1], pos, 0.125)
     if rv:
         ref = fwht(ref, rv)
-    assert torch.equal(kd[pos].cpu(), kr_c[pos]) and torch.equal(vd[pos].cpu(), vr_c[pos])
+    assert same_rows(kd[pos], kr_c[pos]) and same_rows(vd[pos], vr_c[pos])
     assert rel(o, ref.flatten()) < (2e-3 if "f16" in (type_k, type_v) or type_k == "f32" else 1e-5)
 
 
@@ -110,7 +120,7 @@ def test_decode_kernel_splits(type_k, type_v):
         ref = CPUBackend(1).attention(qr, kr_c[:pos + 1], vr_c[:pos + 1], pos, 0.125)
         if rv:
             ref = fwht(ref, rv)
-        assert torch.equal(kd.cpu(), kr_c) and torch.equal(vd.cpu(), vr_c), pos
+        assert same_rows(kd, kr_c) and same_rows(vd, vr_c), pos
         assert rel(o, ref.flatten()) < (2e-3 if "f16" in (type_k, type_v) or type_k == "f32" else 1e-5), pos
 
 

@@ -14,6 +14,7 @@ Triton kernels do the heavy ops.
 from __future__ import annotations
 
 import math
+import weakref
 from functools import partial
 
 import torch
@@ -217,7 +218,7 @@ class _DequantPipe:
         self.side = torch.cuda.Stream(device)
         self.bufs: list[torch.Tensor | None] = [None, None]
         self.ahead: tuple[int, int, torch.cuda.Event] | None = None   # (id(p), buffer, done event)
-        self.next_of: dict[int, layout.Packed] = {}
+        self.next_of: dict[int, weakref.ref] = {}   # id(p) → the matrix used after p (not kept alive)
         self.prev: int | None = None
         self.turn = 0
 
@@ -234,7 +235,7 @@ class _DequantPipe:
         GEMM that reads it has been enqueued."""
         main = torch.cuda.current_stream(self.device)
         if self.prev is not None:
-            self.next_of[self.prev] = p
+            self.next_of[self.prev] = weakref.ref(p)
         self.prev = id(p)
         if self.ahead is not None and self.ahead[0] == id(p):
             i, ev = self.ahead[1], self.ahead[2]
@@ -252,7 +253,8 @@ class _DequantPipe:
         before.record(main)
 
         def done() -> None:
-            nxt = self.next_of.get(id(p))
+            ref = self.next_of.get(id(p))
+            nxt = ref() if ref is not None else None
             if nxt is None:
                 return
             j = i ^ 1
@@ -295,7 +297,8 @@ class GraphDecoder:
     ``KVCache`` on the device (so model.forward can prefill and the graph decode after it).
     """
 
-    def __init__(self, cfg, weights, n_ctx: int, device: str | torch.device = "cuda", cache=None, slot: int = 0):
+    def __init__(self, cfg, weights, n_ctx: int, device: str | torch.device = "cuda", cache=None, slot: int = 0,
+                 attn_split: int | None = None):
         from ..model import rope_tables
 
         dev = self.device = cuda_device(device)
@@ -319,6 +322,7 @@ class GraphDecoder:
         # quantized caches: decode_attention_kv
         self.kv_f16 = self.k_layers[0].dtype == self.v_layers[0].dtype == torch.float16
         self.rot = (cache.n_rot_k, cache.n_rot_v) if cache is not None else (0, 0)
+        self.attn_split = attn_split            # cache positions per attention split (None: the kernel's plan)
         self.tok = torch.zeros(1, dtype=torch.int64, device=dev)
         self.pos = torch.zeros(1, dtype=torch.int32, device=dev)
         self.x = torch.zeros(1, D, device=dev)
@@ -352,7 +356,8 @@ class GraphDecoder:
             q = self.qkv[0, :nq]
             attend = decode_attention if self.kv_f16 else partial(decode_attention_kv, rot=self.rot)
             attend(q, self.qkv[0, nq:nq + nk], self.qkv[0, nq + nk:], self.cos, self.sin, self.pos,
-                   self.k_layers[il], self.v_layers[il], self.scale, neox=cfg.rope.neox, out=self.o)
+                   self.k_layers[il], self.v_layers[il], self.scale, neox=cfg.rope.neox, out=self.o,
+                   split_t=self.attn_split)
             quantize_x(self.o.view(1, -1), out=self.qx_o)
             matvec_q(L["wo"], self.qx_o, out=self.x, acc=True)
             quantize_x(self.x, norm_w=L["ffn_norm"], eps=eps, out=self.qx_d)
@@ -388,6 +393,16 @@ class GraphDecoder:
                 self.graph.replay()
             else:
                 self.step()
+
+
+def prepare_stacks(weights, device) -> None:
+    """Stack every layer's QKV and gate/up matrices now (the decode graph's layout; the parts
+    become views). Do it before any CUDA graph is captured: a capture bakes in the addresses of
+    the matrices it reads, so a later re-layout would leave it reading freed memory."""
+    dev = cuda_device(device)
+    for L in weights.layers:
+        _stack([L.wq, L.wk, L.wv], dev)
+        _stack([L.w_gate, L.w_up], dev)
 
 
 def _stack(ws: list[QuantWeight], dev) -> list[tuple[int, layout.Packed]]:

@@ -110,7 +110,7 @@ class GraphPrefill:
             out = m._forward(toks, chunks, cache, rows, positions=pos)
             m.be.join_side_stream()                          # the side stream rejoins inside the capture
         self.pool = g.pool()
-        return cache, g, toks, rows, out
+        return cache, g, toks, rows, out, pos            # (pos: the graph reads it, keep it alive)
 
     def __call__(self, tokens: torch.Tensor, slot: int, cache) -> torch.Tensor | None:
         """tokens [n] (host) from position 0 of ``slot`` → logits [1, n_vocab], or None when the
@@ -132,7 +132,7 @@ class GraphPrefill:
         with torch.cuda.device(self.device):
             if hit is None or hit[0] is not cache:
                 hit = self.graphs[key] = self._capture(cache, slot, b)
-            _, g, toks, rows, out = hit
+            _, g, toks, rows, out, _pos = hit
             toks[:n].copy_(tokens)
             toks[n:].zero_()
             rows.fill_(n - 1)
