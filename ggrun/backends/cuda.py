@@ -401,8 +401,9 @@ def prepare_stacks(weights, device) -> None:
     the matrices it reads, so a later re-layout would leave it reading freed memory."""
     dev = cuda_device(device)
     for L in weights.layers:
-        _stack([L.wq, L.wk, L.wv], dev)
-        _stack([L.w_gate, L.w_up], dev)
+        for group in ([L.wq, L.wk, L.wv], [L.w_gate, L.w_up]):
+            if all(isinstance(to_device(w, dev), layout.Packed) for w in group):   # (float weights stay apart)
+                _stack(group, dev)
 
 
 def _stack(ws: list[QuantWeight], dev) -> list[tuple[int, layout.Packed]]:
