@@ -113,3 +113,18 @@ def test_padded_prefill_matches_eager(tiny):
     assert rel(b.v[:, 0, :n].float(), a.v[:, 0, :n].float()) < 1e-2
     small = KVCache(cfg, 32, device=DEV)                        # bucket 64 > n_ctx 32: eager
     assert pre(toks, 0, small) is None
+
+
+def test_prefill_fused_ops_match_torch():
+    """The prefill batch's fused RMSNorm and SwiGLU (f16 out) against torch's f32 ops."""
+    from ggrun.kernels.prefill_ops import rms_norm_f16, swiglu_f16
+
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(12, 300, generator=g).to(DEV)
+    w = (1 + 0.1 * torch.randn(300, generator=g)).to(DEV)
+    ref = x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6) * w
+    got = rms_norm_f16(x, w, 1e-6)
+    assert got.dtype == torch.float16 and rel(got.float(), ref) < 1e-3
+    a, b = torch.randn(12, 1500, generator=g).to(DEV), torch.randn(12, 1500, generator=g).to(DEV)
+    got = swiglu_f16(a, b)
+    assert got.dtype == torch.float16 and rel(got.float(), torch.nn.functional.silu(a) * b) < 1e-3

@@ -25,6 +25,7 @@ from ..kernels import layout
 from ..kernels.attention import decode_attention, decode_attention_kv
 from ..kernels.dequant import dequantize
 from ..kernels.matvec import MAX_M, matvec_q
+from ..kernels.prefill_ops import rms_norm_f16, swiglu_f16
 from ..kernels.quantize_x import QX, empty_qx, quantize_x
 from ..weights import QuantWeight
 
@@ -165,8 +166,12 @@ class CUDABackend:
         return hit[1]
 
     def rms_norm(self, x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-        """x [N, D] f32 → RMSNorm(x)·w (f32 sums, as ggml's CUDA backend)."""
-        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * self._on_device(w)
+        """x [N, D] f32 → RMSNorm(x)·w (f32 sums, as ggml's CUDA backend). A prefill batch
+        (N > MAX_M rows) gets it as f16 from one fused kernel: the next GEMM's operand."""
+        w = self._on_device(w)
+        if x.shape[0] > MAX_M and x.stride(-1) == 1 and w.dtype == torch.float32:
+            return rms_norm_f16(x, w.contiguous(), eps)
+        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
     def rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """x [N, H, hd] f32, pos [N] → rotated x."""
@@ -177,6 +182,9 @@ class CUDABackend:
 
     @staticmethod
     def swiglu(g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """silu(g)·u; for a prefill batch f16 from one fused kernel (the down GEMM's operand)."""
+        if g.shape[0] > MAX_M and g.stride(-1) == 1 and u.stride(-1) == 1:
+            return swiglu_f16(g, u)
         return F.silu(g) * u
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, scale: float) -> torch.Tensor:
