@@ -6,7 +6,7 @@
 #   part B: 6.7B F16 → Q4_K_M quantize on the GPU (bytes checked against the CPU's C path),
 #           the file → load → engine path (gpu_engine.py), and the CUDA tests on real hardware.
 #   part C: the CUDA tests on real hardware, the Q4_K_M benches and the engine path for 6.7B and 33B.
-# Run from the repository root on the device: bash benchmarks/device_session.sh A|B|C
+# Run from the repository root on the device: bash benchmarks/device_session.sh A|B|C|D|E
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -70,6 +70,17 @@ D)
   grep -E "^\| |copy bandwidth|GPU memory|attention|ERROR|Error" "$OUT/bench.log" | tail -24
   run engine33 150 python3 benchmarks/gpu_engine.py --like deepseek-coder-33b --out "$OUT/33b"
   grep -vE "^ " "$OUT/engine33.log" | grep -v Warning | tail -22
+  ;;
+E)
+  export TRITON_INTERPRET=0
+  run pytest_gpu 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_decode.py \
+      tests/test_kv_cache_types_gpu.py tests/test_triton_kernels.py
+  tail -4 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run bench 150 python3 benchmarks/gpu.py --skip check,check_attention,prefill,sweep,sweep_types,decode,mixes,offload,breakdown --out "$OUT"
+  grep -E "^\| |copy bandwidth|GPU memory|ERROR|Error" "$OUT/bench.log" | tail -16
+  run engine 120 python3 benchmarks/gpu_engine.py --out "$OUT"
+  grep -vE "^ " "$OUT/engine.log" | grep -v Warning | tail -16
   ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"
