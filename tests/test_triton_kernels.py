@@ -203,7 +203,7 @@ def test_decode_attention(H, Hkv, pos, neox, gen):
     k = torch.randn(Hkv * hd, device=DEV, generator=gen)
     v = torch.randn(Hkv * hd, device=DEV, generator=gen)
     kc2, vc2 = kc.clone(), vc.clone()
-    o = decode_attention(q, k, v, cos, sin, torch.tensor([pos]), kc2, vc2, 0.2, neox=neox, block_t=8)
+    o = decode_attention(q, k, v, cos, sin, torch.tensor([pos], device=DEV), kc2, vc2, 0.2, neox=neox, block_t=8)
     c, s = cos[pos:pos + 1], sin[pos:pos + 1]
     qr = apply_rope(q.view(1, H, hd), c, s, hd, neox)[0].half().float()
     kc[:, pos] = apply_rope(k.view(1, Hkv, hd), c, s, hd, neox)[0].half()
@@ -241,7 +241,7 @@ def test_decode_attention_splits(n_ctx, split_t, neox, gen):
         q = torch.randn(H * hd, device=DEV, generator=gen)
         k = torch.randn(Hkv * hd, device=DEV, generator=gen)
         v = torch.randn(Hkv * hd, device=DEV, generator=gen)
-        o = decode_attention(q, k, v, cos, sin, torch.tensor([pos], dtype=torch.int32), kc2, vc2, 0.2, neox=neox,
+        o = decode_attention(q, k, v, cos, sin, torch.tensor([pos], dtype=torch.int32, device=DEV), kc2, vc2, 0.2, neox=neox,
                              out=out, block_t=8, split_t=split_t)
         c, s = cos[pos:pos + 1], sin[pos:pos + 1]
         qr = apply_rope(q.view(1, H, hd), c, s, hd, neox)[0].half().float()
