@@ -142,6 +142,10 @@ def two_gpus(path: Path) -> None:
         return
     eng = load(str(path), n_ctx=4096, n_gpu_layers=99, tensor_split=[1, 1])
     devs = sorted({str(d) for d in eng.model.layer_devices})
+    for i in range(n):
+        log(f"cuda:{i}: {torch.cuda.memory_allocated(i) / 1e9:.2f} GB allocated")
+    _greedy(eng, list(range(100, 164)), 4)                  # warm-up: Triton compiles, cuBLAS plans
+    eng.reset()
     toks, tm = _greedy(eng, list(range(100, 164)), 32)
     ref = RES.get("engine", {}).get("tokens", [])
     same = sum(a == b for a, b in zip(ref, toks))
