@@ -78,7 +78,8 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
     tok = Tokenizer.from_gguf(f)
     from .backends.cpu import CPUBackend
 
-    gpus, split = _gpu_backends(n_gpu_layers, main_gpu, tensor_split, split_mode)
+    gpus, split = _gpu_backends(n_gpu_layers, main_gpu, tensor_split, split_mode,
+                                need_bytes=f.tensor_bytes + kv_bytes)
     cpu = CPUBackend(n_threads)
     all_on_gpu = n_gpu_layers < 0 or n_gpu_layers > cfg.n_layer
     if not gpus:
@@ -113,9 +114,15 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
     return eng
 
 
-def _gpu_backends(n_gpu_layers: int, main_gpu: int = 0, tensor_split=None, split_mode: str = "layer"):
+def _gpu_backends(n_gpu_layers: int, main_gpu: int = 0, tensor_split=None, split_mode: str = "layer",
+                  need_bytes: int = 0):
     """The CUDA backends -ngl asks for and the layer split over them: ([] , None) for a CPU run
-    (with a warning when -ngl was asked for but there is no GPU or no Triton)."""
+    (with a warning when -ngl was asked for but there is no GPU or no Triton).
+
+    Several GPUs without -ts: a model (weights + KV, ``need_bytes``) that fits on ``main_gpu``
+    with room to spare runs there alone, where its decode steps replay one CUDA graph; only a
+    model that doesn't fit is cut by free memory as llama.cpp does. (llama.cpp always cuts;
+    ggrun's layer split runs the eager forward, much slower per token than one GPU's graph.)"""
     import logging
 
     log = logging.getLogger("ggrun")
@@ -149,8 +156,11 @@ def _gpu_backends(n_gpu_layers: int, main_gpu: int = 0, tensor_split=None, split
         ts += [0.0] * (n_dev - len(ts))
     if split_mode == "none" or n_dev == 1:
         return [CUDABackend(f"cuda:{main_gpu}")], None
-    if tensor_split is None:                        # llama.cpp's default: by free memory
-        ts = [float(torch.cuda.mem_get_info(i)[0]) for i in range(n_dev)]
+    if tensor_split is None:
+        free = [float(torch.cuda.mem_get_info(i)[0]) for i in range(n_dev)]
+        if need_bytes and need_bytes * 1.05 + 2 * 2**30 < free[main_gpu]:
+            return [CUDABackend(f"cuda:{main_gpu}")], None      # fits one GPU: the graph path
+        ts = free                                   # llama.cpp's default: by free memory
     return [CUDABackend(f"cuda:{i}") for i in range(n_dev)], ts
 
 

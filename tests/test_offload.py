@@ -146,7 +146,7 @@ def test_loader_splits_layers(tiny_path, monkeypatch):
             return 0
 
     ref = loader.load(tiny_path, n_ctx=32)
-    monkeypatch.setattr(loader, "_gpu_backends", lambda n, *a: ([FakeCUDA(None)], None))
+    monkeypatch.setattr(loader, "_gpu_backends", lambda n, *a, **kw: ([FakeCUDA(None)], None))
     eng = loader.load(tiny_path, n_ctx=32, n_gpu_layers=2)        # the output layer and the last layer
     n_layer = eng.cfg.n_layer
     lm = eng.model
@@ -182,7 +182,7 @@ def test_loader_splits_layers_over_two_gpus(tiny_path, monkeypatch):
     ref = loader.load(tiny_path, n_ctx=32)
     seen = {}
 
-    def fake(n, main_gpu, tensor_split, split_mode):
+    def fake(n, main_gpu, tensor_split, split_mode, need_bytes=0):
         seen.update(n=n, ts=tensor_split, sm=split_mode)
         return [FakeCUDA("g0"), FakeCUDA("g1")], tensor_split
 
