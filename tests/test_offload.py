@@ -196,3 +196,36 @@ def test_loader_splits_layers_over_two_gpus(tiny_path, monkeypatch):
     assert {n.split(".")[1] for n in uploaded["g0"]} == {str(i) for i in range(half)}
     toks = [5, 9, 12, 40]
     assert torch.equal(eng.eval(toks), ref.eval(toks))
+
+
+def test_gpu_backends_choice(monkeypatch):
+    """Several GPUs: a model that fits on --main-gpu runs there alone; -ts or a model that doesn't
+    fit cuts the layers (by free memory by default, as llama.cpp); -sm none and bad flags."""
+    pytest.importorskip("triton")
+    import ggrun.backends.cuda as cuda_mod
+    from ggrun import loader
+    from ggrun.errors import BadArgumentError
+
+    class Fake:
+        def __init__(self, dev):
+            self.dev = dev
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: ((40 << 30) if i == 0 else (60 << 30), 80 << 30))
+    monkeypatch.setattr(cuda_mod, "CUDABackend", Fake)
+    gb = 1 << 30
+    gpus, split = loader._gpu_backends(99, need_bytes=20 * gb)             # fits GPU 0
+    assert [g.dev for g in gpus] == ["cuda:0"] and split is None
+    gpus, split = loader._gpu_backends(99, main_gpu=1, need_bytes=50 * gb)  # fits GPU 1 only
+    assert [g.dev for g in gpus] == ["cuda:1"]
+    gpus, split = loader._gpu_backends(99, need_bytes=70 * gb)             # fits neither: by free memory
+    assert [g.dev for g in gpus] == ["cuda:0", "cuda:1"] and split == [40.0 * gb, 60.0 * gb]
+    gpus, split = loader._gpu_backends(99, tensor_split=[3], need_bytes=gb)  # -ts given: cut as asked
+    assert len(gpus) == 2 and split == [3.0, 0.0]
+    gpus, split = loader._gpu_backends(99, main_gpu=1, split_mode="none", need_bytes=70 * gb)
+    assert [g.dev for g in gpus] == ["cuda:1"]
+    assert loader._gpu_backends(0) == ([], None)
+    for kw in (dict(main_gpu=2), dict(split_mode="row"), dict(split_mode="rows"), dict(tensor_split=[1, 1, 1])):
+        with pytest.raises(BadArgumentError):
+            loader._gpu_backends(99, **kw)
