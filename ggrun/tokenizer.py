@@ -26,14 +26,14 @@ from typing import Any, Iterable
 
 from .errors import BadArgumentError, GGUFFormatError, UnsupportedModelError
 from .pretokenize import BYTE_OF_CHAR, PRE_NAMES, PreTokenizer, byte_encode, clean_spaces, unordered_map_order
+from .special_tokens import (ATTR_BYTE, ATTR_CONTROL, ATTR_LSTRIP, ATTR_NORMAL, ATTR_RSTRIP,  # noqa: F401  (re-exported)
+                             ATTR_UNKNOWN, ATTR_UNUSED, ATTR_USER_DEFINED, partition, set_strip_attrs,
+                             special_token_order)
 
-# llama_token_attr bits (llama.h) and the GGUF token_type -> attr map
-ATTR_UNKNOWN, ATTR_UNUSED, ATTR_NORMAL, ATTR_CONTROL = 1, 2, 4, 8
-ATTR_USER_DEFINED, ATTR_BYTE, ATTR_LSTRIP, ATTR_RSTRIP = 16, 32, 128, 256
+# the GGUF token_type -> llama_token_attr map (the ATTR_* bits of llama.h, from ggrun.special_tokens)
 _TYPE_TO_ATTR = {1: ATTR_NORMAL, 2: ATTR_UNKNOWN, 3: ATTR_CONTROL, 4: ATTR_USER_DEFINED, 5: ATTR_UNUSED, 6: ATTR_BYTE}
 
 _SPACE = "\u2581"  # SentencePiece's escaped space
-_ASCII_SPACE = " \t\n\v\f\r"  # C isspace()
 _NONE = 1 << 62
 
 # token texts llama.cpp recognises when the metadata does not give the id (llama-vocab.cpp)
@@ -159,11 +159,9 @@ class Tokenizer:
         self._detect_special_ids(ids)
         self._ids = ids
 
-        # special tokens cut out of the text before tokenizing, longest first
-        attr = self._attr
-        self._special = sorted((i for i in range(n) if attr[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)),
-                               key=lambda i: (-len(texts[i].encode("utf-8", "surrogatepass")), i))
-        self._set_strip_attrs(md)
+        # special tokens cut out of the text before tokenizing, longest first (ggrun.special_tokens)
+        self._special = special_token_order(texts, self._attr)
+        set_strip_attrs(md, self._tid, self._attr, self._special)
         self._special_first = {texts[i][0] for i in self._special}
 
         # SPM: a text can be cut before a U+2581 that follows another char when no token
@@ -223,27 +221,6 @@ class Tokenizer:
                 rank[i] = pos
             self._walk_rank = rank
         return self._walk_rank[token_id]
-
-    def _set_strip_attrs(self, md: dict[str, Any]) -> None:
-        """llama.cpp's per-model lstrip/rstrip attributes (set by name, not stored in GGUF)."""
-        name = str(md.get("general.name", "")).lower()
-        pre = str(md.get("tokenizer.ggml.pre", ""))
-        arch = str(md.get("general.architecture", ""))
-        tid, attr = self._tid, self._attr
-        if any(s in pre for s in ("jina-v2-de", "jina-v2-es", "jina-v2-code", "mmbert")) or any(
-                s in arch for s in ("nomic-bert-moe", "jina-bert-v3")):
-            if "<mask>" in tid:
-                attr[tid["<mask>"]] |= ATTR_LSTRIP
-        elif "phi-3" in name or "phi3" in name:
-            for i in self._special:
-                attr[i] |= ATTR_RSTRIP
-            if "</s>" in tid:
-                attr[tid["</s>"]] |= ATTR_RSTRIP
-            for t in ("<unk>", "<s>", "<|endoftext|>"):
-                if t in tid:
-                    attr[tid[t]] &= ~ATTR_RSTRIP
-        elif "modern-bert" in name and "[MASK]" in tid:
-            attr[tid["[MASK]"]] |= ATTR_LSTRIP
 
     # ------------------------------------------------------------------ properties
 
@@ -360,7 +337,7 @@ class Tokenizer:
                 out.append(self.bos_id)
             elif add_bos:
                 raise BadArgumentError("add_bos=True but this vocab has no BOS token")
-        frags = self._partition(text, parse_special) if text else []
+        frags = partition(text, parse_special, self._texts, self._attr, self._special, self._special_first) if text else []
         if self._spm:
             prev_special = True
             for f in frags:
@@ -381,44 +358,6 @@ class Tokenizer:
         if special and self.add_eos and self.eos_id is not None:
             out.append(self.eos_id)
         return out
-
-    def _partition(self, text: str, parse_special: bool) -> list[str | int]:
-        """Cut special tokens out of ``text`` (llama.cpp's tokenizer_st_partition)."""
-        frags: list[str | int] = [text]
-        if not self._special_first & set(text):
-            return frags
-        texts, attr = self._texts, self._attr
-        seen: dict[str, bool] = {}  # 2-char prefix -> occurs in the text (skips most tokens fast)
-        for sid in self._special:
-            tok = texts[sid]
-            head = tok[:2]
-            here = seen.get(head)
-            if here is None:
-                here = seen[head] = head in text
-            a = attr[sid]
-            if not here or not parse_special and a & (ATTR_CONTROL | ATTR_UNKNOWN) or tok not in text:
-                continue
-            new: list[str | int] = []
-            for f in frags:
-                if isinstance(f, int) or tok not in f:
-                    new.append(f)
-                    continue
-                pos, end = 0, len(f)
-                while (m := f.find(tok, pos)) >= 0:
-                    left = f[pos:m]
-                    if a & ATTR_LSTRIP:
-                        left = left.rstrip(_ASCII_SPACE)
-                    if left:
-                        new.append(left)
-                    new.append(sid)
-                    pos = m + len(tok)
-                    if a & ATTR_RSTRIP:
-                        while pos < end and f[pos] in _ASCII_SPACE:
-                            pos += 1
-                if pos < end:
-                    new.append(f[pos:])
-            frags = new
-        return frags
 
     def _encode_bpe(self, text: str, out: list[int]) -> None:
         words = self._pretok.split(text)
