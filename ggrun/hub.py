@@ -95,6 +95,25 @@ def _has_glob(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
+def _pick_one(hits: list[list[str]], what: str | None, where: str, *, units: Sequence[Sequence[str]] = (),
+              no_match: str = "", then: str = "name one of them") -> list[str]:
+    """The one model in ``hits``; else ModelNotFoundError (none) or AmbiguousModelError (several,
+    listed, with ``candidates``), each one line.
+
+    what: what picked ``hits`` (``"'*Q4_K_M.gguf'"``, ``"quant 'Q4_K_M'"``), or None when nothing
+    did and ``hits`` are all the GGUF models of ``where``. no_match: how 'no GGUF file …' goes on
+    when nothing matched (``"matches '*Q4_K_M.gguf'"``), followed by ``units``, all the GGUF models
+    there. then: what to do, after the list of the several hits."""
+    if not hits:
+        raise ModelNotFoundError(f"{where}: no GGUF file there" if what is None else
+                                 f"{where}: no GGUF file {no_match}; its GGUF files: {_listing(units)}")
+    if len(hits) > 1:
+        head = (f"{where} holds {len(hits)} GGUF models" if what is None else
+                f"{where}: {what} matches {len(hits)} models")
+        raise AmbiguousModelError(f"{head}: {_listing(hits)}; {then}", [u[0] for u in hits])
+    return hits[0]
+
+
 def select_model(files: Sequence[str], where: str, *, quant: str | None = None,
                  filename: str | None = None) -> list[str]:
     """Pick one GGUF model among ``files`` (names relative to a repo or folder ``where``).
@@ -113,13 +132,7 @@ def select_model(files: Sequence[str], where: str, *, quant: str | None = None,
 
             hits = [u for u in gguf_models(files + [f for f in files if "mmproj" in f.lower() and match(f)])
                     if any(match(p) for p in u)]
-        if not hits:
-            raise ModelNotFoundError(f"{where}: no GGUF file matches '{filename}'; its GGUF files: {_listing(units)}")
-        if len(hits) > 1:
-            raise AmbiguousModelError(
-                f"{where}: '{filename}' matches {len(hits)} models: {_listing(hits)}; name one of them",
-                [u[0] for u in hits])
-        return hits[0]
+        return _pick_one(hits, f"'{filename}'", where, units=units, no_match=f"matches '{filename}'")
     if quant is not None:
         q = re.escape(quant)
         pat = re.compile(rf"(?:^|[^A-Za-z0-9]){q}$", re.IGNORECASE)
@@ -127,21 +140,10 @@ def select_model(files: Sequence[str], where: str, *, quant: str | None = None,
         if not hits:   # quant anywhere in the name, as a whole token
             pat = re.compile(rf"(?<![A-Za-z0-9]){q}(?![A-Za-z0-9_])", re.IGNORECASE)
             hits = [u for u in units if pat.search(u[0])]
-        if not hits:
-            raise ModelNotFoundError(f"{where}: no GGUF file of quant '{quant}'; its GGUF files: {_listing(units)}")
-        if len(hits) > 1:
-            raise AmbiguousModelError(
-                f"{where}: quant '{quant}' matches {len(hits)} models: {_listing(hits)}; name the file instead",
-                [u[0] for u in hits])
-        return hits[0]
-    if not units:
-        raise ModelNotFoundError(f"{where}: no GGUF file there")
-    if len(units) > 1:
-        raise AmbiguousModelError(
-            f"{where} holds {len(units)} GGUF models: {_listing(units)}; pick one "
-            f"(a file name, a glob such as '*Q4_K_M.gguf', or the '{where}:QUANT' shorthand)",
-            [u[0] for u in units])
-    return units[0]
+        return _pick_one(hits, f"quant '{quant}'", where, units=units, no_match=f"of quant '{quant}'",
+                         then="name the file instead")
+    return _pick_one(units, None, where, then=f"pick one (a file name, a glob such as '*Q4_K_M.gguf', "
+                                             f"or the '{where}:QUANT' shorthand)")
 
 
 # --- local files ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ try:
     from langchain_core.language_models.llms import LLM
     from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, GenerationChunk
-    from pydantic import ConfigDict, Field, model_validator
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
 except ImportError as e:  # pragma: no cover - depends on the extra
     from ..errors import GGRunError
 
@@ -37,39 +37,9 @@ except ImportError as e:  # pragma: no cover - depends on the extra
 __all__ = ["GGRunLLM", "ChatGGRun", "LlamaCpp", "ChatLlamaCpp"]
 
 
-class _GGRunBase:
-    """Fields and loading shared by the LLM and the chat model (a mixin of pydantic fields)."""
-
-    def _load(self) -> None:
-        if self.client is None:
-            from ..api import Llama
-
-            self.client = Llama(self.model_path, n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers,
-                                n_threads=self.n_threads, n_batch=self.n_batch, seed=self.seed,
-                                chat_format=getattr(self, "chat_format", None), verbose=False,
-                                **self.model_kwargs)
-
-    def _sampling(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        params = dict(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                      min_p=self.min_p, repeat_penalty=self.repeat_penalty,
-                      stop=stop if stop is not None else (self.stop or []))
-        params.update(kwargs)
-        return params
-
-
-_FIELDS_DOC = """
-    model_path: a .gguf file, a folder, a Hub repo (``org/name:QUANT``), or None: the embedded SmolLM2.
-    client: an already loaded ``ggrun.Llama`` to use instead of loading ``model_path``.
-    n_ctx, n_gpu_layers, n_threads, n_batch, seed: how the model is loaded and sampled (llama.cpp's names).
-    max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, stop: generation defaults; a call's
-    ``stop`` replaces ``stop``, and other keyword arguments of a call override the rest.
-"""
-
-
-class GGRunLLM(_GGRunBase, LLM):
-    __doc__ = "A text-completion LangChain ``LLM`` running a GGUF model with ggrun.\n" + _FIELDS_DOC + """
-    streaming: ``invoke`` streams internally, so token callbacks (``on_llm_new_token``) fire.
-    """
+class _GGRunBase(BaseModel):
+    """Fields, loading and sampling shared by the LLM and the chat model (a pydantic mixin: each
+    class lists it before its LangChain base). Defaults are the LLM's; ``ChatGGRun`` overrides some."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
@@ -88,21 +58,58 @@ class GGRunLLM(_GGRunBase, LLM):
     repeat_penalty: float = 1.0
     stop: list[str] | None = None
     streaming: bool = True
-    echo: bool = False
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _load_model(self) -> "GGRunLLM":
+    def _load_model(self) -> _GGRunBase:
         self._load()
         return self
 
-    @property
-    def _llm_type(self) -> str:
-        return "ggrun"
+    def _load(self) -> None:
+        if self.client is None:
+            from ..api import Llama
+
+            self.client = Llama(self.model_path, n_ctx=self.n_ctx, n_gpu_layers=self.n_gpu_layers,
+                                n_threads=self.n_threads, n_batch=self.n_batch, seed=self.seed,
+                                chat_format=getattr(self, "chat_format", None), verbose=False,
+                                **self.model_kwargs)
+
+    def _sampling(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        params = dict(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                      min_p=self.min_p, repeat_penalty=self.repeat_penalty,
+                      stop=stop if stop is not None else (self.stop or []))
+        params.update(kwargs)
+        return params
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_path": self.client.model_path, **self._sampling(None, {})}
+
+    def get_num_tokens(self, text: str) -> int:
+        return len(self.client.tokenize(text, add_bos=False, special=False))
+
+
+_FIELDS_DOC = """
+    model_path: a .gguf file, a folder, a Hub repo (``org/name:QUANT``), or None: the embedded SmolLM2.
+    client: an already loaded ``ggrun.Llama`` to use instead of loading ``model_path``.
+    n_ctx, n_gpu_layers, n_threads, n_batch, seed: how the model is loaded and sampled (llama.cpp's names).
+    max_tokens, temperature, top_p, top_k, min_p, repeat_penalty, stop: generation defaults; a call's
+    ``stop`` replaces ``stop``, and other keyword arguments of a call override the rest.
+"""
+
+
+class GGRunLLM(_GGRunBase, LLM):
+    __doc__ = "A text-completion LangChain ``LLM`` running a GGUF model with ggrun.\n" + _FIELDS_DOC + """
+    streaming: ``invoke`` streams internally, so token callbacks (``on_llm_new_token``) fire.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+
+    echo: bool = False
+
+    @property
+    def _llm_type(self) -> str:
+        return "ggrun"
 
     def _call(self, prompt: str, stop: list[str] | None = None,
               run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> str:
@@ -120,9 +127,6 @@ class GGRunLLM(_GGRunBase, LLM):
             if run_manager is not None and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk, verbose=self.verbose)
             yield chunk
-
-    def get_num_tokens(self, text: str) -> int:
-        return len(self.client.tokenize(text, add_bos=False, special=False))
 
 
 def _to_openai(m: BaseMessage) -> dict[str, str]:
@@ -143,36 +147,13 @@ class ChatGGRun(_GGRunBase, BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
-    model_path: str | None = None
-    client: Any = Field(default=None, exclude=True)
     chat_format: str | None = None
-    n_ctx: int = 4096
-    n_gpu_layers: int = 0
-    n_threads: int | None = None
-    n_batch: int = 512
-    seed: int = -1
-    max_tokens: int | None = 256
-    temperature: float = 0.2
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    stop: list[str] | None = None
+    temperature: float = 0.2        # the shared fields' defaults are the LLM's: these differ
     streaming: bool = False
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _load_model(self) -> "ChatGGRun":
-        self._load()
-        return self
 
     @property
     def _llm_type(self) -> str:
         return "ggrun-chat"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"model_path": self.client.model_path, **self._sampling(None, {})}
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
@@ -201,9 +182,6 @@ class ChatGGRun(_GGRunBase, BaseChatModel):
                     generation_info={"finish_reason": choice["finish_reason"]})
             elif text:
                 yield ChatGenerationChunk(message=AIMessageChunk(content=text))
-
-    def get_num_tokens(self, text: str) -> int:
-        return len(self.client.tokenize(text, add_bos=False, special=False))
 
 
 class LlamaCpp(GGRunLLM):
