@@ -32,6 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import gdc_sync, pdl_kw
+
 SPLIT_MIN = 256     # cache positions per split, at least (n_ctx <= SPLIT_MIN: one split)
 SPLIT_MAX = 64      # splits per head, at most (longer caches: longer splits)
 MERGE_TILE = 16     # partials merged per step by the last split
@@ -131,7 +133,8 @@ def _merge(acc, m_i, l_i, hq, sp, n_act, pacc_ptr, pml_ptr, cnt_ptr, HD: tl.cons
 def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, vc_ptr, o_ptr, pacc_ptr, pml_ptr,
                         cnt_ptr, scale, stride_kch, stride_kct, stride_cos, G: tl.constexpr, HALF: tl.constexpr,
                         NEOX: tl.constexpr, BT: tl.constexpr, CH: tl.constexpr, NS: tl.constexpr,
-                        NSB: tl.constexpr):
+                        NSB: tl.constexpr, GDC: tl.constexpr):
+    gdc_sync(GDC)
     hq = tl.program_id(0)                     # query head
     sp = tl.program_id(1)                     # split: cache positions [sp·CH, sp·CH + CH)
     h = hq // G                               # its KV head
@@ -203,7 +206,8 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: tor
     cnt, pacc, pml = _workspace(H, ns, hd, q.device)
     _decode_attn_kernel[(H, ns)](q, k, v, cos, sin, pos, k_cache, v_cache, out, pacc, pml, cnt, float(scale),
                                  k_cache.stride(0), k_cache.stride(1), cos.stride(0), G=G, HALF=hd // 2, NEOX=neox,
-                                 BT=bt, CH=ch, NS=ns, NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4)
+                                 BT=bt, CH=ch, NS=ns, NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4,
+                                 **pdl_kw())
     return out
 
 
@@ -268,7 +272,8 @@ def _decode_attn_kv_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_pt
                            cnt_ptr, scale, skh, skt, svh, svt, stride_cos, rot_scale_k, rot_scale_v, G: tl.constexpr,
                            HALF: tl.constexpr, NEOX: tl.constexpr, BT: tl.constexpr, KT: tl.constexpr,
                            VT: tl.constexpr, LOG2_RK: tl.constexpr, LOG2_RV: tl.constexpr, CH: tl.constexpr,
-                           NS: tl.constexpr, NSB: tl.constexpr):
+                           NS: tl.constexpr, NSB: tl.constexpr, GDC: tl.constexpr):
+    gdc_sync(GDC)
     hq = tl.program_id(0)                     # query head
     sp = tl.program_id(1)                     # split: cache positions [sp·CH, sp·CH + CH)
     h = hq // G
@@ -414,5 +419,5 @@ def decode_attention_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: 
                                     k_cache.stride(0), k_cache.stride(1), v_cache.stride(0), v_cache.stride(1),
                                     cos.stride(0), rs(rk), rs(rv), G=G, HALF=hd // 2, NEOX=neox, BT=bt, KT=kt, VT=vt,
                                     LOG2_RK=_log2(rk), LOG2_RV=_log2(rv), CH=ch, NS=ns,
-                                    NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4)
+                                    NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4, **pdl_kw())
     return out

@@ -13,13 +13,14 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import f16_hi, f16_lo, interpreting, kq_scales
+from ._common import f16_hi, f16_lo, gdc_sync, interpreting, kq_scales, pdl_kw
 from .layout import LAYOUTS, Packed
 
 
 @triton.jit
 def _dequant_kernel(w_ptr, d_ptr, ids_ptr, y_ptr, R, NB, stride_w, stride_d, stride_y,
-                    TYPE: tl.constexpr, BR: tl.constexpr, BB: tl.constexpr, HAS_IDS: tl.constexpr):
+                    TYPE: tl.constexpr, BR: tl.constexpr, BB: tl.constexpr, HAS_IDS: tl.constexpr, GDC: tl.constexpr):
+    gdc_sync(GDC)
     r = tl.program_id(0) * BR + tl.arange(0, BR)[:, None, None]                  # [BR, 1, 1]
     rmask = r < R
     if HAS_IDS:
@@ -150,5 +151,6 @@ def dequantize(p: Packed, ids: torch.Tensor | None = None, dtype: torch.dtype = 
     d = p.d_words if p.d is not None else p.w
     grid = (triton.cdiv(R, br), triton.cdiv(NB, bb))
     _dequant_kernel[grid](p.w, d, ids if ids is not None else p.w, out, R, NB, p.w.stride(0),
-                          d.stride(0), out.stride(0), TYPE=t, BR=br, BB=bb, HAS_IDS=ids is not None, num_warps=4)
+                          d.stride(0), out.stride(0), TYPE=t, BR=br, BB=bb, HAS_IDS=ids is not None, num_warps=4,
+                          **pdl_kw())
     return out

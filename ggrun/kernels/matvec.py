@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import dp4a, f16_hi, f16_lo, interpreting, kq_scales, use_asm
+from ._common import dp4a, f16_hi, f16_lo, gdc_sync, interpreting, kq_scales, pdl_kw, use_asm
 from ._common import store_y as _store
 from .layout import Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, Packed
 from .matvec_ext import EXT_TYPES, launch as _launch_ext
@@ -90,8 +90,9 @@ def _c_q45k(q, qh, w0, w1, w2, w3, xq, xd, xs, kb, b_hi, BB: tl.constexpr, IS_Q5
 @triton.jit(do_not_specialize=["N", "NB", "bps", "stride_w4", "stride_ym"])
 def _mv_q45k(w_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, stride_xq, stride_xd, stride_xs,
              stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr, IS_Q5: tl.constexpr,
-             ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr):
+             ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q4_K (IS_Q5=False) and Q5_K: blocks of 256 in 8 sub-blocks of 32 (6-bit scale and min)."""
+    gdc_sync(GDC)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     rows = pid_n * BN + tl.arange(0, BN)
@@ -180,8 +181,9 @@ def _c_q6k(qla, qlb, qh, swa, swb, d, xq, xd, xs, kb, b_hi, BN: tl.constexpr, BB
 @triton.jit(do_not_specialize=["N", "NB", "bps", "stride_w4", "stride_ym"])
 def _mv_q6k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, stride_d, stride_xq, stride_xd,
             stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr,
-            ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr):
+            ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q6_K: blocks of 256 = 2 halves × 4 groups of 32, an int8 scale per 16; q − 32."""
+    gdc_sync(GDC)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     rows = pid_n * BN + tl.arange(0, BN)
@@ -252,8 +254,9 @@ def _c_q8_q4_0(q, d, xq, xd, xs, kb, b_hi, BB: tl.constexpr, IS_Q4: tl.constexpr
 @triton.jit(do_not_specialize=["N", "NB", "bps", "stride_w4", "stride_ym"])
 def _mv_q8_q4_0(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, stride_d, stride_xq, stride_xd,
                 stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr,
-                IS_Q4: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr):
+                IS_Q4: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q8_0 (32 int8 and a scale) and Q4_0 (IS_Q4: 32 nibbles − 8, byte i holds i and i+16)."""
+    gdc_sync(GDC)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     rows = pid_n * BN + tl.arange(0, BN)
@@ -376,7 +379,7 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     xw = qx.words
     grid = (triton.cdiv(N, bn), split)
     kw = dict(M=M, MP=triton.next_power_of_2(M), BN=bn, BB=bb, ACC=acc, ATOMIC=split > 1, PF=bool(pf),
-              ASM=use_asm(), num_warps=warps)
+              ASM=use_asm(), num_warps=warps, **pdl_kw())
     if t in EXT_TYPES:
         _launch_ext(p, qx, out, grid, bps, kw)
         return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import dp4a, f16_hi, f16_lo, store_y
+from ._common import dp4a, f16_hi, f16_lo, gdc_sync, store_y
 from .layout import Q2_K, Q3_K, Q4_1, Q5_0, Q5_1, Packed
 
 EXT_TYPES = (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K)
@@ -87,8 +87,9 @@ def _c_q451(q, qh, d, m, xq, xd, xs, kb, b_hi, BB: tl.constexpr, T: tl.constexpr
 def _mv_q451(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_wu, stride_d, stride_xq, stride_xd,
              stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr,
              T: tl.constexpr, RS: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr,
-             ASM: tl.constexpr):
+             ASM: tl.constexpr, GDC: tl.constexpr):
     """Q4_1, Q5_0, Q5_1 (T = the ggml type): blocks of 32, one activation block each."""
+    gdc_sync(GDC)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     rows = pid_n * BN + tl.arange(0, BN)
@@ -202,9 +203,10 @@ def _c_q23k(q, hm, sa, sb, sc, dm, xq, xd, xs, kb, b_hi, BN: tl.constexpr, BB: t
 def _mv_q23k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_wu, stride_d, stride_xq, stride_xd,
              stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr,
              IS_Q3: tl.constexpr, RS: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr,
-             ASM: tl.constexpr):
+             ASM: tl.constexpr, GDC: tl.constexpr):
     """Q2_K (IS_Q3=False: 2-bit q, 4-bit scale and min per 16) and Q3_K (3-bit q − 4, 6-bit
     scale − 32 per 16)."""
+    gdc_sync(GDC)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     rows = pid_n * BN + tl.arange(0, BN)

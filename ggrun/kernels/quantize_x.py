@@ -11,12 +11,15 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import gdc_sync, pdl_kw
+
 MODE_PLAIN, MODE_RMSNORM, MODE_SWIGLU = 0, 1, 2
 
 
 @triton.jit
 def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, K, stride_x, stride_x2, stride_q, stride_d,
-                    stride_s, eps, MODE: tl.constexpr, NBLK: tl.constexpr):
+                    stride_s, eps, MODE: tl.constexpr, NBLK: tl.constexpr, GDC: tl.constexpr):
+    gdc_sync(GDC)
     m = tl.program_id(0).to(tl.int64)
     k0 = tl.program_id(1) * (NBLK * 32)
     ib = tl.arange(0, NBLK)[:, None, None]
@@ -90,5 +93,5 @@ def quantize_x(x: torch.Tensor, norm_w: torch.Tensor | None = None, eps: float =
     nblk = min(8, triton.next_power_of_2(K // 32))
     _quant_x_kernel[(M, triton.cdiv(K, nblk * 32))](x, x2, nw, out.q, out.d, out.s, K, x.stride(0), x2.stride(0), out.q.stride(0),
                           out.d.stride(0), out.s.stride(0), float(eps), MODE=mode, NBLK=nblk,
-                          num_warps=2)
+                          num_warps=2, **pdl_kw())
     return out
