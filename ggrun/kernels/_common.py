@@ -18,18 +18,22 @@ def use_asm() -> bool:
     return not interpreting()
 
 
-_PDL = {"on": True, "ok": None}
+# Off by default: measured on the H200 (benchmarks/gpu_pdl_ab.py, gpu_results.md) it gave +0.7% on
+# the 6.7B shape at position 0 and -2% to -6% elsewhere, with identical logits: programs waiting at
+# the start hold SM slots the previous kernel's tail could use. Kept for the next step (weights
+# loaded before the wait, activations after), which is where PDL should pay.
+_PDL = {"on": False, "ok": None}
 
 
 def set_pdl(on: bool) -> None:
-    """Programmatic dependent launch for the decode kernels (on by default where it exists)."""
+    """Programmatic dependent launch for the decode kernels (off by default, see above)."""
     _PDL["on"] = bool(on)
 
 
 def use_pdl() -> bool:
     """Launch the decode kernels with programmatic dependent launch (Hopper and later): each
     kernel's programs may start while the previous kernel drains and wait in ``gdc_sync`` for its
-    writes, so the gaps between the ~10 kernels of a layer shrink (also inside CUDA graphs)."""
+    writes (also inside CUDA graphs)."""
     if not _PDL["on"] or interpreting():
         return False
     if _PDL["ok"] is None:
