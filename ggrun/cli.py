@@ -119,6 +119,8 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="ggrun", description="Run, quantize and serve GGUF models, token for token like llama.cpp.")
+    ap.add_argument("--no-cpu-kernels", action="store_true",
+                    help="never build or load the C CPU kernels; use the torch fallback (before COMMAND)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser("run", help="generate text (llama.cpp main's flags)")
@@ -326,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.no_cpu_kernels:
+        from . import cpu
+
+        cpu.configure(enabled=False)
     builtin = {"run": cmd_run, "tokenize": cmd_tokenize, "bench": cmd_bench, "info": cmd_info}
     try:
         func = builtin.get(args.command) or args.func

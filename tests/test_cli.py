@@ -57,3 +57,12 @@ def test_stop_at_reverse_prompt(smollm2_path):
     r = ggrun("run", "-m", smollm2_path, "-p", "1, 2, 3, 4,", "-n", "40", "--temp", "0", "-r", "8", "--no-display-prompt")
     assert r.returncode == 0, r.stderr
     assert "8" not in r.stdout and "9" not in r.stdout
+
+
+def test_no_cpu_kernels_uses_the_torch_path(tiny_path):
+    r = ggrun("--no-cpu-kernels", "run", "-m", tiny_path, "-p", "he", "-n", "3", "--temp", "0", "--no-display-prompt")
+    assert r.returncode == 0, r.stderr
+    assert "C kernels unavailable (disabled by ggrun.cpu.configure(enabled=False)" in r.stderr
+    r = ggrun("run", "-m", tiny_path, "-p", "he", "-n", "3", "--temp", "0", "--no-display-prompt")
+    assert r.returncode == 0, r.stderr
+    assert "C kernels unavailable" not in r.stderr

@@ -82,10 +82,9 @@ def test_available():
 def test_isa_on_this_machine(lib_ok):
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     if all(f in flags for f in ("avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512vbmi")):
-        if not os.environ.get("GGRUN_CPU_CFLAGS"):
-            assert cpu.isa() == "avx512"
-            assert cpu.kernel_impl(Q4_1) == "avx512-vnni"
-            assert cpu.kernel_impl(Q8_0) == "avx512-vnni"
+        assert cpu.isa() == "avx512"
+        assert cpu.kernel_impl(Q4_1) == "avx512-vnni"
+        assert cpu.kernel_impl(Q8_0) == "avx512-vnni"
 
 
 LEGACY = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0]
@@ -269,17 +268,17 @@ def test_compile_error_gives_clear_reason(tmp_path):
 
 
 def test_missing_compiler_gives_clear_reason(tmp_path):
-    env = dict(os.environ, GGRUN_CC=str(tmp_path / "no-such-gcc"), XDG_CACHE_HOME=str(tmp_path / "cache"))
-    env.pop("GGRUN_CPU_DISABLE", None)
-    code = "import ggrun.cpu as c; print(c.available()); print(c.unavailable_reason())"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    setup = f"import ggrun.cpu as c; c.configure(cc={str(tmp_path / 'no-such-gcc')!r}); "
+    code = setup + "print(c.available()); print(c.unavailable_reason())"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == "False"
     assert "no C compiler" in lines[1]
     # and the torch fallback still works
-    code = textwrap.dedent("""
-        import torch, ggrun.cpu as c
+    code = setup + textwrap.dedent("""
+        import torch
         with __import__('pytest').raises(RuntimeError):
             c.matmul(None, 3, torch.zeros(1, 32))
     """)
@@ -287,11 +286,22 @@ def test_missing_compiler_gives_clear_reason(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_disable_env(tmp_path):
-    env = dict(os.environ, GGRUN_CPU_DISABLE="1")
-    r = subprocess.run([sys.executable, "-c", "import ggrun.cpu as c; print(c.available(), c.unavailable_reason())"],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.stdout.strip() == "False disabled by GGRUN_CPU_DISABLE"
+def test_configure_disabled():
+    code = "import ggrun.cpu as c; c.configure(enabled=False); print(c.available(), c.unavailable_reason())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False disabled by ggrun.cpu.configure(enabled=False) (ggrun --no-cpu-kernels)"
+
+
+def test_configure_after_first_use(lib_ok):
+    cpu.configure()                              # the options in use: a no-op
+    with pytest.raises(RuntimeError, match="before the CPU kernels are first used"):
+        cpu.configure(enabled=False)
+    with pytest.raises(RuntimeError, match="before the CPU kernels are first used"):
+        cpu.configure(extra_cflags=["-march=x86-64"])
+    with pytest.raises(TypeError):
+        cpu.configure(extra_cflags="-march=x86-64")
+    assert cpu.available()
 
 
 _ISA_CHECK = textwrap.dedent("""
@@ -300,6 +310,7 @@ _ISA_CHECK = textwrap.dedent("""
     from test_cpu_kernels import rand_weights, dequant, magnitude, ALL_TYPES
     import ggrun.cpu as cpu
     from ggrun.cpu import reference as ref
+    cpu.configure(extra_cflags={flags!r})
     assert cpu.isa() == {isa!r}, cpu.isa()
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
@@ -334,9 +345,8 @@ _ISA_CHECK = textwrap.dedent("""
                     reason="needs an x86-64 CPU with AVX2")
 @pytest.mark.parametrize("flags,isa", [("-march=x86-64-v3", "avx2"), ("-march=x86-64", "scalar")])
 def test_fallback_builds(flags, isa):
-    env = dict(os.environ, GGRUN_CPU_CFLAGS=flags)
-    code = _ISA_CHECK.format(testdir=os.path.dirname(os.path.abspath(__file__)), isa=isa)
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    code = _ISA_CHECK.format(testdir=os.path.dirname(os.path.abspath(__file__)), isa=isa, flags=flags.split())
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
 
 

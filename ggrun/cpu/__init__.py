@@ -15,20 +15,21 @@ block's integer dot product is scaled by the fp16 scales the way ``ggml_vec_dot_
 For Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 the default "exact" mode also reproduces llama.cpp's float
 accumulation order (an 8-lane accumulator per output, one fma per block in block order, the same
 horizontal sum, the ``m*s`` fma chain): results are bit-identical to ``ggml_vec_dot_*`` (and to
-tinyBLAS for Q8_0). ``set_exact(False)`` / GGRUN_CPU_EXACT=0 switches to faster kernels whose
+tinyBLAS for Q8_0). ``set_exact(False)`` switches to faster kernels whose
 float summation order differs (last-ulp level). Other types: last-ulp level differences.
 
 Quantization: :func:`quantize_rows` runs llama.cpp's reference quantizers (``quantize.c``,
 quantize_row_*_ref without an imatrix: what llama-quantize writes, byte for byte) on float32,
 float16 or bfloat16 rows, on several threads; ggrun.quants.quantize uses it for CPU tensors.
 
-Environment:
-  GGRUN_CPU_DISABLE=1       never build/load the kernels (available() is False)
-  GGRUN_CC                  C compiler (default: gcc, then cc)
-  GGRUN_CPU_CFLAGS          extra flags appended (e.g. "-march=x86-64-v3" for the AVX2 build)
-  GGRUN_CPU_THREADS         default thread count (default: the CPUs this process may run on)
-  GGRUN_CPU_SPIN_US         how long idle workers spin before sleeping (default 500)
-  GGRUN_CPU_EXACT=0         use the faster kernels for the legacy 32-block types (see set_exact)
+Configuration (all explicit; nothing is read from the environment):
+  configure(cc=None, extra_cflags=None, enabled=True)   build options; call before the first use
+      (available(), matmul, quantize_rows, loading a model on the CPU): the C compiler (default gcc,
+      then cc), extra flags (e.g. ["-march=x86-64-v3"] for the AVX2 build), or enabled=False to
+      never build/load the kernels (available() is False; ``ggrun --no-cpu-kernels`` on the CLI)
+  set_num_threads(n)        default thread count (default: the CPUs this process may run on)
+  set_spin_us(us)           how long idle workers spin before sleeping (default 500)
+  set_exact(False)          the faster kernels for the legacy 32-block types (default True)
 
 Calling it from a model with little overhead:
   * build one :class:`FusedMatmul` per group of weights that share an input, once at load time
@@ -39,7 +40,7 @@ Calling it from a model with little overhead:
     checks (~0.7 us) when the buffers are persistent;
   * ``matmul(w, type, x)`` caches a plan per weight object, so it works too (~2.5 us overhead);
   * the kernels run on their own thread pool (the caller is one of the threads). Between calls the
-    workers spin for GGRUN_CPU_SPIN_US (default 500 us) and then sleep. Keep torch's own intra-op
+    workers spin for 500 us (:func:`set_spin_us`) and then sleep. Keep torch's own intra-op
     pool from competing for the same cores during decode (``torch.set_num_threads(1)``), or lower
     the spin with :func:`set_spin_us` if torch ops between the matmuls need the cores.
 """
@@ -47,32 +48,22 @@ Calling it from a model with little overhead:
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import weakref
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import builder
+from .builder import build
+
 __all__ = [
     "available", "unavailable_reason", "isa", "kernel_impl", "matmul", "matmul_multi", "FusedMatmul",
     "set_num_threads", "get_num_threads", "set_spin_us", "set_exact", "get_exact", "row_bytes", "TYPE_SIZES", "library_path",
-    "quantize_rows", "QUANTIZE_TYPES",
+    "quantize_rows", "QUANTIZE_TYPES", "configure", "build",
 ]
-
-_HERE = Path(__file__).resolve().parent
-_SOURCES = ("kernels.c", "kernels.h", "ops.c", "quantize.c")   # ops.c: attention, RoPE, SwiGLU, RMSNorm;
-# quantize.c: llama.cpp's reference quantizers (float32 rows -> ggml blocks, see quantize_rows)
-# -ffp-contract=off: no implicit a*b+c -> fma fusion (the rounding of every product is part of the numerics)
-_BASE_FLAGS = ["-O3", "-march=native", "-std=gnu11", "-ffp-contract=off", "-fPIC", "-shared", "-pthread",
-               "-fno-strict-aliasing"]
 
 # ggml type id -> (elements per block, bytes per block)
 TYPE_SIZES: dict[int, tuple[int, int]] = {
@@ -122,146 +113,32 @@ def row_bytes(ggml_type: int, k: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _cache_dir() -> Path:
-    from ..default_model import cache_dir
+def configure(cc: str | None = None, extra_cflags: list[str] | None = None, enabled: bool = True) -> None:
+    """Build options of the C kernels. Call it before their first use (anything that builds or loads
+    them: available(), matmul, quantize_rows, a CPU model); afterwards a change raises RuntimeError.
 
-    return cache_dir() / "cpu"
-
-
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.machine() + " " + platform.processor()
-
-
-def _find_compiler() -> str | None:
-    cc = os.environ.get("GGRUN_CC")
-    if cc:
-        return shutil.which(cc) or (cc if os.path.isfile(cc) and os.access(cc, os.X_OK) else None)
-    for name in ("gcc", "cc"):
-        p = shutil.which(name)
-        if p:
-            return p
-    return None
-
-
-def _flags() -> list[str]:
-    extra = os.environ.get("GGRUN_CPU_CFLAGS", "").split()
-    return _BASE_FLAGS + extra
-
-
-def build(source_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-          flags: list[str] | None = None, cc: str | None = None) -> tuple[str | None, str | None]:
-    """Compile the kernels (or reuse the cached build). Returns ``(path, None)`` or ``(None, reason)``."""
-    src_dir = Path(source_dir) if source_dir else _HERE
-    cdir = Path(cache_dir) if cache_dir else _cache_dir()
-    flags = list(flags) if flags is not None else _flags()
-    if cc is None:
-        cc = _find_compiler()
-        if cc is None:
-            want = os.environ.get("GGRUN_CC") or "gcc"
-            return None, f"no C compiler found ({want!r} is not on PATH); the CPU kernels need gcc"
-    try:
-        blobs = [(src_dir / name).read_bytes() for name in _SOURCES]
-    except OSError as e:
-        return None, f"kernel source missing: {e}"
-    try:
-        ver = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout.splitlines()[:1]
-    except (OSError, subprocess.SubprocessError) as e:
-        return None, f"C compiler {cc!r} does not run: {e}"
-    h = hashlib.sha256()
-    for b in blobs:
-        h.update(b)
-        h.update(b"\0")
-    h.update(" ".join(flags).encode())
-    h.update(b"\0" + (ver[0] if ver else cc).encode())
-    h.update(b"\0" + _cpu_flags().encode())
-    key = h.hexdigest()[:20]
-    out = cdir / f"ggrun-cpu-{key}.so"
-    if out.is_file():
-        return str(out), None
-    try:
-        cdir.mkdir(parents=True, exist_ok=True)
-        if not os.access(cdir, os.W_OK):
-            raise OSError("not writable")
-    except OSError as e:
-        alt = Path(tempfile.gettempdir()) / f"ggrun-cpu-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-        try:
-            alt.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            return None, f"cannot create the kernel cache directory {cdir}: {e}"
-        cdir, out = alt, alt / out.name
-        if out.is_file():
-            return str(out), None
-    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=str(cdir))
-    os.close(fd)
-    cmd = [cc, *flags, *(str(src_dir / n) for n in _SOURCES if n.endswith(".c")), "-o", tmp, "-lm"]
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.SubprocessError) as e:
-        os.unlink(tmp)
-        return None, f"running {cc} failed: {e}"
-    if r.returncode != 0:
-        os.unlink(tmp)
-        msg = (r.stderr or r.stdout).strip()
-        lines = [ln for ln in msg.splitlines() if "error" in ln.lower()] or msg.splitlines()
-        detail = "\n".join(lines[:12])
-        return None, f"compiling the CPU kernels failed ({' '.join(cmd[:1] + flags)} exited {r.returncode}):\n{detail}"
-    os.replace(tmp, out)
-    return str(out), None
-
-
-def _setup(lib) -> None:
-    global _f_run, _f_run_ex, _f_create, _f_free
-    i64, i32, vp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-    lib.gg_matmul.argtypes = [vp, i32, i64, i64, i64, vp, i64, i64, vp, i64, i32]
-    lib.gg_matmul.restype = i32
-    lib.gg_matmul_multi.argtypes = [i32, vp, vp, vp, vp, vp, i64, vp, i64, i64, vp, i64, i32]
-    lib.gg_matmul_multi.restype = i32
-    lib.gg_plan_create.argtypes = [i32, vp, vp, vp, vp, vp, i64, i32]
-    lib.gg_plan_create.restype = i64
-    lib.gg_plan_free.argtypes = [i64]
-    lib.gg_plan_free.restype = i32
-    # the per-call entry points: c_void_p converts Python ints cheapest (~0.15 us per argument)
-    lib.gg_plan_run.argtypes = [vp, vp, vp, vp]
-    lib.gg_plan_run.restype = i32
-    lib.gg_plan_run_ex.argtypes = [vp, vp, vp, vp, vp, vp, vp]
-    lib.gg_plan_run_ex.restype = i32
-    lib.gg_isa.restype = ctypes.c_char_p
-    lib.gg_version.restype = ctypes.c_char_p
-    lib.gg_kernel_info.argtypes = [i32, ctypes.c_char_p, i32]
-    lib.gg_set_spin_us.argtypes = [i64]
-    lib.gg_set_spin_us.restype = None
-    lib.gg_set_default_threads.argtypes = [i32]
-    lib.gg_set_default_threads.restype = None
-    lib.gg_set_exact.argtypes = [i32]
-    lib.gg_set_exact.restype = None
-    lib.gg_get_exact.restype = i32
-    lib.gg_quantize_row.argtypes = [i32, vp, i64, vp, vp, vp, vp]
-    lib.gg_quantize_row.restype = i32
-    lib.gg_quantize.argtypes = [i32, vp, i32, i64, i64, vp, i32]
-    lib.gg_quantize.restype = i32
-    lib.gg_noop.argtypes = [vp] * 11
-    lib.gg_noop.restype = i64
-    _f_run, _f_run_ex = lib.gg_plan_run, lib.gg_plan_run_ex
-    _f_create, _f_free = lib.gg_plan_create, lib.gg_plan_free
+    cc: the C compiler, a name on PATH or a path (default: gcc, then cc);
+    extra_cflags: flags appended to the build's (e.g. ``["-march=x86-64-v3"]`` for the AVX2 build);
+    enabled: False never builds or loads the kernels: available() is False and callers take the torch
+    fallback (``ggrun --no-cpu-kernels`` on the command line).
+    """
+    if isinstance(extra_cflags, str):
+        raise TypeError("extra_cflags is a list of flags, e.g. ['-march=x86-64-v3']")
+    opts = builder.BuildOptions(cc or None, tuple(extra_cflags or ()), bool(enabled))
+    with _lock:
+        if _tried and opts != builder.options:
+            raise RuntimeError("ggrun.cpu.configure() must be called before the CPU kernels are first used")
+        builder.options = opts
 
 
 def _load():
-    global _lib, _lib_path, _reason, _tried, _nthreads
+    global _lib, _lib_path, _reason, _tried, _nthreads, _f_run, _f_run_ex, _f_create, _f_free
     with _lock:
         if _tried:
             return _lib
         _tried = True
-        if os.environ.get("GGRUN_CPU_DISABLE", "").strip() not in ("", "0"):
-            _reason = "disabled by GGRUN_CPU_DISABLE"
+        if not builder.options.enabled:
+            _reason = "disabled by ggrun.cpu.configure(enabled=False) (ggrun --no-cpu-kernels)"
             return None
         path, reason = build()
         if path is None:
@@ -269,27 +146,20 @@ def _load():
             return None
         try:
             lib = ctypes.CDLL(path)
-            _setup(lib)
+            builder.declare(lib)
         except (OSError, AttributeError) as e:
             _reason = f"loading the compiled kernels {path} failed: {e}"
             return None
+        _f_run, _f_run_ex = lib.gg_plan_run, lib.gg_plan_run_ex
+        _f_create, _f_free = lib.gg_plan_create, lib.gg_plan_free
         try:
-            n = int(os.environ.get("GGRUN_CPU_THREADS", "0"))
-        except ValueError:
-            n = 0
-        if n <= 0:
-            try:
-                n = len(os.sched_getaffinity(0))
-            except (AttributeError, OSError):
-                n = os.cpu_count() or 1
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n = os.cpu_count() or 1
         _nthreads = max(1, min(n, 64))
         lib.gg_set_default_threads(_nthreads)
-        try:
-            spin = int(os.environ.get("GGRUN_CPU_SPIN_US", "500"))
-        except ValueError:
-            spin = 500
-        lib.gg_set_spin_us(spin)
-        lib.gg_set_exact(0 if os.environ.get("GGRUN_CPU_EXACT", "1").strip() == "0" else 1)
+        lib.gg_set_spin_us(500)
+        lib.gg_set_exact(1)
         _lib, _lib_path = lib, path
         return lib
 

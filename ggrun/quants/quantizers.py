@@ -3,7 +3,7 @@
 CPU tensors go to the C quantizers of :mod:`ggrun.cpu` (``quantize.c``: llama.cpp's reference
 quantizers, same bytes, ~10-100x faster than the torch ops here) when they can be built; the
 vectorized torch code (:mod:`.legacy`, :mod:`.kquants_quantize`) serves GPU tensors and is the
-fallback when there is no C compiler (or GGRUN_CPU_DISABLE=1).
+fallback when there is no C compiler (or after ``ggrun.cpu.configure(enabled=False)``).
 """
 
 from __future__ import annotations
