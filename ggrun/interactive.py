@@ -45,7 +45,8 @@ class TurnResult:
     cached_n: int = 0                # prompt tokens reused from the KV cache
     gen_n: int = 0
     prompt_ms: float = 0.0
-    gen_ms: float = 0.0
+    gen_ms: float = 0.0              # wall time from the first token to the end (sampling included)
+    sample_ms: float = 0.0           # of which sampling (the engine's Timings)
     n_past: int = 0                  # tokens in the KV cache after the turn
     shifted: int = 0                 # tokens dropped by context shift
 
@@ -199,6 +200,8 @@ class ChatSession:
                             break
                         if ev.token is None:
                             finish = ev.finish_reason
+                            if ev.timings is not None:
+                                res.sample_ms += ev.timings.sample_ms
                         else:
                             res.tokens.append(ev.token)
                             conv.append(ev.token)

@@ -66,3 +66,14 @@ def test_no_cpu_kernels_uses_the_torch_path(tiny_path):
     r = ggrun("run", "-m", tiny_path, "-p", "he", "-n", "3", "--temp", "0", "--no-display-prompt")
     assert r.returncode == 0, r.stderr
     assert "C kernels unavailable" not in r.stderr
+
+
+def test_single_turn_chat_reports_sampling_time(smollm2_path):
+    """-cnv -st answers once through the chat template and prints llama.cpp's timing lines with the
+    sampler's own time (it used to print 0.00 ms)."""
+    import re
+
+    r = ggrun("run", "-m", smollm2_path, "-cnv", "-st", "--temp", "0", "-n", "8", "-p", "Say hi.")
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"sampling time =\s+([\d.]+) ms /\s+(\d+) runs", r.stderr)
+    assert m and int(m.group(2)) > 0 and float(m.group(1)) > 0.0, r.stderr

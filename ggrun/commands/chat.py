@@ -277,7 +277,8 @@ def run_from_cli(args) -> int:
     if r is not None:
         from ..engine import Timings
 
-        tm = Timings(load_ms=eng.load_ms, prompt_n=r.prompt_n, prompt_ms=r.prompt_ms, gen_n=r.gen_n, gen_ms=r.gen_ms,
-                     sample_n=r.gen_n, cached_n=r.cached_n)
+        tm = Timings(load_ms=eng.load_ms, prompt_n=r.prompt_n, prompt_ms=r.prompt_ms, gen_n=r.gen_n,
+                     gen_ms=max(r.gen_ms - r.sample_ms, 0.0), sample_n=r.gen_n, sample_ms=r.sample_ms,
+                     cached_n=r.cached_n)
         print("\n" + tm.report(), file=sys.stderr)
     return rc
