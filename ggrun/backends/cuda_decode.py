@@ -131,7 +131,16 @@ class GraphPrefill:
         hit = self.graphs.get(key)
         with torch.cuda.device(self.device):
             if hit is None or hit[0] is not cache:
-                hit = self.graphs[key] = self._capture(cache, slot, b)
+                try:
+                    hit = self.graphs[key] = self._capture(cache, slot, b)
+                except Exception as e:  # noqa: BLE001 (an op that can't be captured: run eager from now on)
+                    import logging
+
+                    logging.getLogger("ggrun").warning("ggrun: prompt graphs off (%s: %s); prompts run eagerly",
+                                                       type(e).__name__, str(e)[:200])
+                    self.max_tokens = 0
+                    torch.cuda.synchronize(self.device)
+                    return None
             _, g, toks, rows, out, _pos = hit
             toks[:n].copy_(tokens)
             toks[n:].zero_()
