@@ -31,14 +31,15 @@ def time_prompt(eng, n: int) -> float:
     g = torch.Generator().manual_seed(n)
     toks = torch.randint(0, eng.cfg.n_vocab, (n,), generator=g).tolist()
     eng.reset()
-    _sync()
+    device_sync()
     t0 = time.perf_counter()
     eng.eval(toks)
-    _sync()
+    device_sync()
     return time.perf_counter() - t0
 
 
-def _sync() -> None:
+def device_sync() -> None:
+    """Wait for the GPU (when there is one) before reading a clock."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 

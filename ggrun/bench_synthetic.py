@@ -28,6 +28,7 @@ import time
 
 import torch
 
+from .bench import device_sync as _sync
 from .errors import BadArgumentError
 
 
@@ -81,13 +82,11 @@ def build(shape: str, mix: str, n_gpu_layers: int = 99, device="cuda", seed: int
     ngl = cfg.n_layer + 1 if n_gpu_layers < 0 else n_gpu_layers
     gpu = CUDABackend(device)
     if ngl > cfg.n_layer:                                  # all on the GPU (the embedding too)
-        from .backends.cuda import prepare_stacks
-        from .backends.cuda_decode import GraphPrefill
+        from .backends.cuda_decode import use_graphs
 
         w = synthetic_llama(cfg, mix, device=device, seed=seed)
-        prepare_stacks(w, device)                         # before any graph captures the matrices
         lm = LlamaModel(cfg, w, gpu, max_pos=4096)
-        lm.fast_prefill = GraphPrefill(lm)                # prompts replay a CUDA graph, as load() sets up
+        use_graphs(lm, w)                                 # as load() sets a one-GPU model up
         return cfg, w, lm, w.n_bytes
     from . import model as model_mod
     from .backends.cpu import CPUBackend
@@ -136,11 +135,6 @@ def _gpu_weight_bytes(w) -> int:
                         seen.add(key)
                         total += t.numel() * t.element_size()
     return total
-
-
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 _CACHES: dict = {}

@@ -88,14 +88,9 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
         backend = gpus[0]
         lm = LlamaModel(cfg, weights, backend, max_pos=n_ctx)
         _upload(weights, backend, f.path)
-        from .backends.cuda import prepare_stacks
-        from .backends.cuda_decode import GraphPrefill, GraphSteps, graph_ready
+        from .backends.cuda_decode import use_graphs
 
-        prepare_stacks(weights, backend.device)           # before any graph captures the matrices
-
-        if graph_ready(cfg, weights, backend.device):   # one-token steps replay a CUDA graph
-            lm.fast_decode = GraphSteps(cfg, weights, backend.device)
-        lm.fast_prefill = GraphPrefill(lm)                 # so do prompts from position 0
+        use_graphs(lm, weights)                           # decode steps and prompts replay CUDA graphs
     else:
         # llama.cpp's -ngl N: the output layer and the last N - 1 layers on the GPU(s), cut over
         # several GPUs by the split; the embedding lookup and the other layers on the CPU

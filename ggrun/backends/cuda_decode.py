@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..kernels import layout
-from .cuda import GraphDecoder, cuda_device, to_device
+from .cuda import GraphDecoder, cuda_device, prepare_stacks, to_device
 
 
 def graph_ready(cfg, weights, device) -> bool:
@@ -94,23 +94,37 @@ class GraphPrefill:
             b *= 2
         return b
 
-    def _capture(self, cache, slot: int, b: int):
+    def _inputs(self, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The forward's inputs for bucket b: tokens [b] int64, positions 0..b-1 [b] int32 and the
+        logits row [1] int64, on the model's device (static buffers of a captured graph)."""
+        dev = self.device
+        return (torch.zeros(b, dtype=torch.int64, device=dev), torch.arange(b, dtype=torch.int32, device=dev),
+                torch.zeros(1, dtype=torch.int64, device=dev))
+
+    def _run(self, slot: int, cache, toks: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         from ..model import SeqChunk
 
-        m, dev = self.model, self.device
-        toks = torch.zeros(b, dtype=torch.int64, device=dev)
-        pos = torch.arange(b, dtype=torch.int32, device=dev)
-        rows = torch.zeros(1, dtype=torch.int64, device=dev)
-        chunks = [SeqChunk(slot, 0, b)]
-        m._forward(toks, chunks, cache, rows, positions=pos)   # warm-up: kernels, GEMM plans, buffers
-        m.be.join_side_stream()
-        torch.cuda.synchronize(dev)
+        return self.model._forward(toks, [SeqChunk(slot, 0, toks.shape[0])], cache, rows, positions=pos)
+
+    @staticmethod
+    def _fill(tokens: torch.Tensor, toks: torch.Tensor, rows: torch.Tensor) -> None:
+        """The prompt into the padded token buffer (token 0 after it), its last row into rows."""
+        n = tokens.shape[0]
+        toks[:n].copy_(tokens)
+        toks[n:].zero_()
+        rows.fill_(n - 1)
+
+    def _capture(self, cache, slot: int, b: int):
+        inputs = self._inputs(b)
+        self._run(slot, cache, *inputs)                      # warm-up: kernels, GEMM plans, buffers
+        self.model.be.join_side_stream()
+        torch.cuda.synchronize(self.device)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g, pool=self.pool):
-            out = m._forward(toks, chunks, cache, rows, positions=pos)
-            m.be.join_side_stream()                          # the side stream rejoins inside the capture
+            out = self._run(slot, cache, *inputs)
+            self.model.be.join_side_stream()                 # the side stream rejoins inside the capture
         self.pool = g.pool()
-        return cache, g, toks, rows, out, pos            # (pos: the graph reads it, keep it alive)
+        return cache, g, inputs, out                         # (the inputs: the graph reads them, keep them)
 
     def __call__(self, tokens: torch.Tensor, slot: int, cache) -> torch.Tensor | None:
         """tokens [n] (host) from position 0 of ``slot`` → logits [1, n_vocab], or None when the
@@ -121,12 +135,9 @@ class GraphPrefill:
                 or getattr(cache.k, "device", None) != self.device):
             return None
         if self.device.type != "cuda":                       # Triton's interpreter (tests): uncaptured
-            from ..model import SeqChunk
-
-            toks = torch.zeros(b, dtype=torch.int64)
-            toks[:n] = tokens
-            return self.model._forward(toks, [SeqChunk(slot, 0, b)], cache, torch.tensor([n - 1]),
-                                       positions=torch.arange(b, dtype=torch.int32))
+            toks, pos, rows = self._inputs(b)
+            self._fill(tokens, toks, rows)
+            return self._run(slot, cache, toks, pos, rows)
         key = (id(cache), slot, b)
         hit = self.graphs.get(key)
         with torch.cuda.device(self.device):
@@ -141,9 +152,18 @@ class GraphPrefill:
                     self.max_tokens = 0
                     torch.cuda.synchronize(self.device)
                     return None
-            _, g, toks, rows, out, _pos = hit
-            toks[:n].copy_(tokens)
-            toks[n:].zero_()
-            rows.fill_(n - 1)
+            _, g, (toks, _pos, rows), out = hit
+            self._fill(tokens, toks, rows)
             g.replay()
             return out.clone()
+
+
+def use_graphs(model, weights) -> None:
+    """Set up a model that lies whole on one GPU for CUDA graphs: QKV and gate/up stacked now
+    (before any capture reads them), one-token steps through ``GraphSteps`` where the matvec
+    kernels take every matrix, prompts from position 0 through ``GraphPrefill``."""
+    dev = cuda_device(model.device)
+    prepare_stacks(weights, dev)
+    if graph_ready(model.cfg, weights, dev):
+        model.fast_decode = GraphSteps(model.cfg, weights, dev)
+    model.fast_prefill = GraphPrefill(model)
