@@ -328,9 +328,11 @@ class GraphDecoder:
             self.v_layers = [cache.v[il, slot].transpose(0, 1) for il in range(cfg.n_layer)]
         # f16 K and V: the f16 kernel; other types (q8_0, f32) and the Hadamard rotation of
         # quantized caches: decode_attention_kv
-        self.kv_f16 = self.k_layers[0].dtype == self.v_layers[0].dtype == torch.float16
-        self.rot = (cache.n_rot_k, cache.n_rot_v) if cache is not None else (0, 0)
-        self.attn_split = attn_split            # cache positions per attention split (None: the kernel's plan)
+        kv_f16 = self.k_layers[0].dtype == self.v_layers[0].dtype == torch.float16
+        rot = (cache.n_rot_k, cache.n_rot_v) if cache is not None else (0, 0)
+        # attn_split: cache positions per attention split (None: the kernel's plan)
+        self.attend = partial(decode_attention, split_t=attn_split) if kv_f16 else \
+            partial(decode_attention_kv, rot=rot, split_t=attn_split)
         self.tok = torch.zeros(1, dtype=torch.int64, device=dev)
         self.pos = torch.zeros(1, dtype=torch.int32, device=dev)
         self.x = torch.zeros(1, D, device=dev)
@@ -362,10 +364,8 @@ class GraphDecoder:
             for a, p in L["qkv"]:
                 matvec_q(p, self.qx_d, out=self.qkv[:, a:a + p.n_out])
             q = self.qkv[0, :nq]
-            attend = decode_attention if self.kv_f16 else partial(decode_attention_kv, rot=self.rot)
-            attend(q, self.qkv[0, nq:nq + nk], self.qkv[0, nq + nk:], self.cos, self.sin, self.pos,
-                   self.k_layers[il], self.v_layers[il], self.scale, neox=cfg.rope.neox, out=self.o,
-                   split_t=self.attn_split)
+            self.attend(q, self.qkv[0, nq:nq + nk], self.qkv[0, nq + nk:], self.cos, self.sin, self.pos,
+                        self.k_layers[il], self.v_layers[il], self.scale, neox=cfg.rope.neox, out=self.o)
             quantize_x(self.o.view(1, -1), out=self.qx_o)
             matvec_q(L["wo"], self.qx_o, out=self.x, acc=True)
             quantize_x(self.x, norm_w=L["ffn_norm"], eps=eps, out=self.qx_d)
