@@ -31,15 +31,39 @@ def rel(a, b):
     return ((a.double().cpu() - b.double().cpu()).norm() / b.double().cpu().norm()).item()
 
 
+def cpu_step(q, k, v, cos, sin, pos, kr_c, vr_c, rk, rv, H, Hkv, hd):
+    """The CPU path of one decode step (model.py's unfused ops, then the C attention): RoPE,
+    the quantized caches' rotation, the new row stored into kr_c / vr_c at pos (in place),
+    attention over 0..pos, the output rotated back → [1, H, hd]."""
+    from ggrun.backends.cpu import CPUBackend
+    from ggrun.kv_types import fwht, to_storage
+    from ggrun.model import apply_rope
+
+    c, s = cos[pos:pos + 1], sin[pos:pos + 1]
+    qr = apply_rope(q.view(1, H, hd), c, s, hd, False)
+    kr = apply_rope(k.view(1, Hkv, hd), c, s, hd, False)
+    vr = v.view(1, Hkv, hd)
+    if rk:
+        qr, kr = fwht(qr, rk), fwht(kr, rk)
+    if rv:
+        vr = fwht(vr, rv)
+    kr_c[pos:pos + 1], vr_c[pos:pos + 1] = to_storage(kr, kr_c), to_storage(vr, vr_c)
+    ref = CPUBackend(1).attention(qr, kr_c[:pos + 1], vr_c[:pos + 1], pos, 0.125)
+    return fwht(ref, rv) if rv else ref
+
+
+def tolerance(type_k: str, type_v: str) -> float:
+    """Kernel output vs CPU attention: f32 summation order, or the CPU's f16 V accumulator."""
+    return 2e-3 if "f16" in (type_k, type_v) or type_k == "f32" else 1e-5
+
+
 @pytest.mark.parametrize("type_k,type_v", COMBOS)
 def test_decode_kernel_matches_cpu_attention(type_k, type_v):
     """One decode step of the kernel: the row it writes is the CPU path's (rotation, then ggml's
     quantizer) bit for bit, and its output is the CPU attention's within f32 summation order
     (1e-3 where the CPU accumulates an f16 V in f16)."""
-    from ggrun.backends.cpu import CPUBackend
     from ggrun.kernels.attention import decode_attention_kv
-    from ggrun.kv_types import fwht, rotation_sizes, storage, to_storage
-    from ggrun.model import apply_rope
+    from ggrun.kv_types import rotation_sizes, storage, to_storage
 
     g = torch.Generator().manual_seed(3)
     H, Hkv, hd, pos, n_ctx = 4, 2, 64, 37, 48
@@ -60,21 +84,9 @@ def test_decode_kernel_matches_cpu_attention(type_k, type_v):
     kd, vd = kc.to(dev), vc.to(dev)
     o = decode_attention_kv(q.to(dev), k.to(dev), v.to(dev), cos.to(dev), sin.to(dev), torch.tensor([pos], device=dev),
                             kd.transpose(0, 1), vd.transpose(0, 1), 0.125, out=out.to(dev), block_t=16, rot=(rk, rv))
-    # the CPU path (model.py's unfused ops, then the C attention)
-    c, s = cos[pos:pos + 1], sin[pos:pos + 1]
-    qr = apply_rope(q.view(1, H, hd), c, s, hd, False)
-    kr = apply_rope(k.view(1, Hkv, hd), c, s, hd, False)
-    vr = v.view(1, Hkv, hd)
-    if rk:
-        qr, kr = fwht(qr, rk), fwht(kr, rk)
-    if rv:
-        vr = fwht(vr, rv)
-    kr_c[pos:pos + 1], vr_c[pos:pos + 1] = to_storage(kr, kr_c), to_storage(vr, vr_c)
-    ref = CPUBackend(1).attention(qr, kr_c[:pos + 1], vr_c[:pos + 1], pos, 0.125)
-    if rv:
-        ref = fwht(ref, rv)
+    ref = cpu_step(q, k, v, cos, sin, pos, kr_c, vr_c, rk, rv, H, Hkv, hd)
     assert same_rows(kd[pos], kr_c[pos]) and same_rows(vd[pos], vr_c[pos])
-    assert rel(o, ref.flatten()) < (2e-3 if "f16" in (type_k, type_v) or type_k == "f32" else 1e-5)
+    assert rel(o, ref.flatten()) < tolerance(type_k, type_v)
 
 
 @pytest.mark.parametrize("type_k,type_v", [("q8_0", "q8_0"), ("f16", "q8_0"), ("f32", "f32")])
@@ -82,10 +94,8 @@ def test_decode_kernel_splits(type_k, type_v):
     """The split (flash-decoding) kernel: 4 splits of 16 positions, decode steps at pos 0 and at
     and around the split boundaries; each written row bit for bit the CPU path's, each output the
     CPU attention's (the Hadamard rotation of V undone after the splits are merged)."""
-    from ggrun.backends.cpu import CPUBackend
     from ggrun.kernels.attention import _plan, decode_attention_kv
-    from ggrun.kv_types import fwht, rotation_sizes, storage, to_storage
-    from ggrun.model import apply_rope
+    from ggrun.kv_types import rotation_sizes, storage, to_storage
 
     g = torch.Generator().manual_seed(5)
     H, Hkv, hd, n_ctx = 4, 2, 64, 64
@@ -108,20 +118,9 @@ def test_decode_kernel_splits(type_k, type_v):
         o = decode_attention_kv(q.to(dev), k.to(dev), v.to(dev), cos.to(dev), sin.to(dev),
                                 torch.tensor([pos], device=dev), kd.transpose(0, 1), vd.transpose(0, 1), 0.125,
                                 out=out, block_t=8, rot=(rk, rv), split_t=16)
-        c, s = cos[pos:pos + 1], sin[pos:pos + 1]
-        qr = apply_rope(q.view(1, H, hd), c, s, hd, False)
-        kr = apply_rope(k.view(1, Hkv, hd), c, s, hd, False)
-        vr = v.view(1, Hkv, hd)
-        if rk:
-            qr, kr = fwht(qr, rk), fwht(kr, rk)
-        if rv:
-            vr = fwht(vr, rv)
-        kr_c[pos:pos + 1], vr_c[pos:pos + 1] = to_storage(kr, kr_c), to_storage(vr, vr_c)
-        ref = CPUBackend(1).attention(qr, kr_c[:pos + 1], vr_c[:pos + 1], pos, 0.125)
-        if rv:
-            ref = fwht(ref, rv)
+        ref = cpu_step(q, k, v, cos, sin, pos, kr_c, vr_c, rk, rv, H, Hkv, hd)
         assert same_rows(kd, kr_c) and same_rows(vd, vr_c), pos
-        assert rel(o, ref.flatten()) < (2e-3 if "f16" in (type_k, type_v) or type_k == "f32" else 1e-5), pos
+        assert rel(o, ref.flatten()) < tolerance(type_k, type_v), pos
 
 
 @pytest.fixture(scope="module")
