@@ -161,6 +161,32 @@ def test_matvec_tuned_table(gen):
         mv.TUNED.clear()
 
 
+@pytest.mark.parametrize("t", [Q4_K, Q6_K], ids=["Q4_K", "Q6_K"])
+def test_matvec_batch1_kernels(t, gen):
+    """The batch-1 Q4_K/Q6_K kernels (clamped tiles, no cross-thread sums in the loop) against
+    the general kernels and the reference on ragged shapes: rows not a multiple of BN, a K range
+    not a multiple of BB, split-K, prefetch, accumulate."""
+    from ggrun.kernels import matvec as mv
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import qx_dequant
+
+    _, p, W = _weights(t, 11, 5 * 256, gen)
+    qx = quantize_x(torch.randn(1, 5 * 256, device=DEV, generator=gen))
+    ref = qx_dequant(qx) @ W.T
+    for cfg, split in (((4, 2, 1, 0), 1), ((8, 4, 2, 1), 2), ((2, 1, 1, 1), 3), ((16, 2, 2, 2), 1), ((4, 2, 1, 3), 2)):
+        y1 = mv.matvec_q(p, qx, cfg=cfg, split=split)
+        mv.set_batch1_kernels(False)
+        try:
+            y0 = mv.matvec_q(p, qx, cfg=cfg, split=split)
+        finally:
+            mv.set_batch1_kernels(True)
+        assert rel(y1, ref) < 1e-5 and rel(y1, y0) < 1e-5, (cfg, split)
+        base = torch.randn(1, 11, device=DEV, generator=gen)
+        acc = base.clone()
+        mv.matvec_q(p, qx, out=acc, acc=True, cfg=cfg, split=split)
+        assert rel(acc - base, ref) < 1e-4, (cfg, split)
+
+
 def test_matvec_batch8_q4k(gen):
     from ggrun.kernels.matvec import matvec
 
@@ -182,6 +208,9 @@ def test_quantize_x_modes(gen):
     q = torch.round(xb / d[..., None])
     assert torch.equal(qx.q.view(2, 10, 32).float(), q)
     assert torch.equal(qx.s, q.view(2, 20, 16).sum(-1))
+    # per 64 values (the Q4_K batch-1 kernel's record): d_a, d_b, d_a·Σq_a, d_b·Σq_b
+    d2, s2 = d.view(2, 5, 2), q.view(2, 5, 2, 32).sum(-1)
+    assert torch.equal(qx.g, torch.cat([d2, d2 * s2], -1))
     nw = torch.rand(320, device=DEV, generator=gen) + 0.5
     xn = x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-5) * nw
     assert rel(qx_dequant(quantize_x(x, norm_w=nw, eps=1e-5)), xn) < 1e-2

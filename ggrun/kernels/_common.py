@@ -18,23 +18,30 @@ def use_asm() -> bool:
     return not interpreting()
 
 
-# Off by default: measured on the H200 (benchmarks/gpu_pdl_ab.py, gpu_results.md) it gave +0.7% on
-# the 6.7B shape at position 0 and -2% to -6% elsewhere, with identical logits: programs waiting at
-# the start hold SM slots the previous kernel's tail could use. Kept for the next step (weights
-# loaded before the wait, activations after), which is where PDL should pay.
-_PDL = {"on": False, "ok": None}
+# Off by default. Measured on the H200 (gpu_results.md, session 3): "start" (every program lets the
+# next kernel launch first thing) gives results bit-identical to no PDL but is slower (-10% on the
+# 33B shape, -20% on the 6.7B: waiting programs of many small grids hold the SMs); "end" (the
+# batch-1 matvecs let the next kernel launch after their K loop) is faster (+3% / +7%) but its
+# 6.7B decode differs from the one without PDL (logits up to 0.15 apart, the same every run,
+# although every kernel alone gives identical bits in every mode): an ordering bug not found yet,
+# so "end" stays an experiment of benchmarks/gpu_pdl_numerics.py and gpu_decode_ab.py.
+PDL_MODES = {"off": 0, "start": 1, "end": 2}
+_PDL = {"mode": 0, "ok": None}
 
 
-def set_pdl(on: bool) -> None:
-    """Programmatic dependent launch for the decode kernels (off by default, see above)."""
-    _PDL["on"] = bool(on)
+def set_pdl(mode) -> None:
+    """Programmatic dependent launch for the decode kernels: "off" (default), "start" or "end"
+    (see above; "end" is an experiment with a known wrong result); True/False: "start"/"off"."""
+    if isinstance(mode, bool):
+        mode = "start" if mode else "off"
+    _PDL["mode"] = PDL_MODES[mode]
 
 
 def use_pdl() -> bool:
     """Launch the decode kernels with programmatic dependent launch (Hopper and later): each
-    kernel's programs may start while the previous kernel drains and wait in ``gdc_sync`` for its
+    kernel's programs may start while the previous kernel drains and wait in ``gdc_wait`` for its
     writes (also inside CUDA graphs)."""
-    if not _PDL["on"] or interpreting():
+    if not _PDL["mode"] or interpreting():
         return False
     if _PDL["ok"] is None:
         import torch
@@ -44,8 +51,9 @@ def use_pdl() -> bool:
 
 
 def pdl_kw() -> dict:
-    """The launch keywords of a decode kernel: its GDC switch and, with PDL, ``launch_pdl``."""
-    return {"GDC": True, "launch_pdl": True} if use_pdl() else {"GDC": False}
+    """The launch keywords of a decode kernel: its GDC mode (0 off, 1 start, 2 end) and, with
+    PDL, ``launch_pdl``."""
+    return {"GDC": _PDL["mode"], "launch_pdl": True} if use_pdl() else {"GDC": 0}
 
 
 @triton.jit
@@ -58,13 +66,29 @@ def gdc_sync(GDC: tl.constexpr):
 
 
 @triton.jit
+def gdc_launch(GDC: tl.constexpr):
+    """With PDL: let the next kernel's programs start (they wait in their own ``gdc_wait``)."""
+    if GDC:
+        tl.inline_asm_elementwise("griddepcontrol.launch_dependents; mov.u32 $0, 0;", "=r", [],
+                                  dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
+def gdc_wait(GDC: tl.constexpr):
+    """With PDL: wait until the previous kernel's writes are visible. Loads of what no kernel
+    writes (the weights) may come before it."""
+    if GDC:
+        tl.inline_asm_elementwise("griddepcontrol.wait; mov.u32 $0, 0;", "=r", [],
+                                  dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
 def dp4a(a, b, ASM: tl.constexpr):
     """Σ_i int8(a.byte[i]) * int8(b.byte[i]) over the 4 bytes of int32 words (elementwise,
     broadcasting). On the GPU one ``dp4a.s32.s32``; under the interpreter the same by shifts."""
     a, b = tl.broadcast(a, b)
-    c = tl.zeros(a.shape, tl.int32)
     if ASM:
-        return tl.inline_asm_elementwise("dp4a.s32.s32 $0, $1, $2, $3;", "=r,r,r,r", [a, b, c],
+        return tl.inline_asm_elementwise("dp4a.s32.s32 $0, $1, $2, 0;", "=r,r,r", [a, b],
                                          dtype=tl.int32, is_pure=True, pack=1)
     else:
         r = ((a << 24) >> 24) * ((b << 24) >> 24)
@@ -72,6 +96,46 @@ def dp4a(a, b, ASM: tl.constexpr):
         r += ((a << 8) >> 24) * ((b << 8) >> 24)
         r += (a >> 24) * (b >> 24)
         return r
+
+
+@triton.jit
+def dp4a_acc(a, b, c, ASM: tl.constexpr):
+    """c + Σ_i int8(a.byte[i]) * int8(b.byte[i]) (one ``dp4a`` with its accumulator on the GPU)."""
+    if ASM:
+        return tl.inline_asm_elementwise("dp4a.s32.s32 $0, $1, $2, $3;", "=r,r,r,r", [a, b, c],
+                                         dtype=tl.int32, is_pure=True, pack=1)
+    else:
+        return c + dp4a(a, b, ASM)
+
+
+@triton.jit
+def dp4a_hi(a, b, ASM: tl.constexpr):
+    """16 · Σ_i hi4(a.byte[i]) * int8(b.byte[i]) for words a whose bytes hold only their high
+    nibble (a & 0xF0F0F0F0): ``dp4a.u32.s32`` reads them as the unsigned bytes 16·hi4, which
+    saves the shift that would move the nibbles down."""
+    a, b = tl.broadcast(a, b)
+    if ASM:
+        return tl.inline_asm_elementwise("dp4a.u32.s32 $0, $1, $2, 0;", "=r,r,r", [a, b],
+                                         dtype=tl.int32, is_pure=True, pack=1)
+    else:
+        return dp4a((a >> 4) & 0x0F0F0F0F, b, ASM) * 16
+
+
+@triton.jit
+def dp4a_hi_acc(a, b, c, ASM: tl.constexpr):
+    """c + ``dp4a_hi(a, b)``."""
+    if ASM:
+        return tl.inline_asm_elementwise("dp4a.u32.s32 $0, $1, $2, $3;", "=r,r,r,r", [a, b, c],
+                                         dtype=tl.int32, is_pure=True, pack=1)
+    else:
+        return c + dp4a_hi(a, b, ASM)
+
+
+@triton.jit
+def lane(t, v, i: tl.constexpr):
+    """Element i of the last axis (size 4) of a 4-d or 5-d t (v = that axis' index, broadcastable):
+    a select within one thread's 16-byte vector when the axis is the thread's vector."""
+    return tl.sum(tl.where(v == i, t, 0), axis=len(t.shape) - 1)
 
 
 @triton.jit

@@ -1,7 +1,8 @@
 """Activations → 8-bit blocks for the integer matvec kernels (llama.cpp's q8_1 on CUDA).
 
 Per 32 values: d = amax/127, q = round(x/d) (half away from zero), kept as int8; the
-kernels also get Σq over each 16 values (for the weight types with offsets). Optionally
+kernels also get Σq over each 16 values (for the weight types with offsets) and, per 64 values
+(a Q4_K sub-block pair, for the Q4_K batch-1 kernel), the record (d_a, d_b, d_a·Σq_a, d_b·Σq_b) in one 16-byte unit. Optionally
 fused with what precedes the matmul: RMSNorm (× weight) or SwiGLU (silu(g)·u).
 """
 
@@ -17,8 +18,9 @@ MODE_PLAIN, MODE_RMSNORM, MODE_SWIGLU = 0, 1, 2
 
 
 @triton.jit
-def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, K, stride_x, stride_x2, stride_q, stride_d,
-                    stride_s, eps, MODE: tl.constexpr, NBLK: tl.constexpr, GDC: tl.constexpr):
+def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, g_ptr, K, stride_x, stride_x2, stride_q, stride_d,
+                    stride_s, stride_g, eps, MODE: tl.constexpr, NBLK: tl.constexpr, SSQ: tl.constexpr,
+                    G: tl.constexpr, GDC: tl.constexpr):
     gdc_sync(GDC)
     m = tl.program_id(0).to(tl.int64)
     k0 = tl.program_id(1) * (NBLK * 32)
@@ -29,12 +31,13 @@ def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, K, stride_x, str
     xrow = x_ptr + m * stride_x
     mask = k0 + offs < K
     v = tl.load(xrow + k0 + offs, mask=mask, other=0.0)
-    if MODE == 1:  # every program sums the squares of the whole row (L2 reads), then scales its part
-        ss = tl.zeros([NBLK, 2, 16], tl.float32)
-        for j0 in range(0, K, NBLK * 32):
-            t = tl.load(xrow + j0 + offs, mask=j0 + offs < K, other=0.0)
+    if MODE == 1:  # every program sums the squares of the whole row (L2 reads, SSQ at a time), then scales its part
+        jo = tl.arange(0, SSQ)
+        ss = tl.zeros([SSQ], tl.float32)
+        for j0 in range(0, K, SSQ):
+            t = tl.load(xrow + j0 + jo, mask=j0 + jo < K, other=0.0)
             ss += t * t
-        rs = 1.0 / tl.sqrt(tl.sum(tl.sum(tl.sum(ss, 2), 1), 0) / K + eps)
+        rs = 1.0 / tl.sqrt(tl.sum(ss, 0) / K + eps)
         v = v * rs * tl.load(nw_ptr + k0 + offs, mask=mask, other=0.0)
     if MODE == 2:
         u = tl.load(x2_ptr + m * stride_x2 + k0 + offs, mask=mask, other=0.0)
@@ -50,16 +53,23 @@ def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, K, stride_x, str
     s = tl.sum(qi, 2).to(tl.float32)                                 # [NBLK, 2]
     so = k0 // 16 + tl.arange(0, NBLK)[:, None] * 2 + tl.arange(0, 2)[None, :]
     tl.store(s_ptr + m * stride_s + so, s, mask=so < K // 16)
+    if G:  # per 64 values: (d_a, d_b, d_a·Σq_a, d_b·Σq_b); K % 64 == 0 and NBLK even
+        ib1 = tl.arange(0, NBLK)
+        go = (k0 // 64) * 4 + (ib1 // 2) * 4 + ib1 % 2
+        gm = bo < K // 32
+        tl.store(g_ptr + m * stride_g + go, d, mask=gm)
+        tl.store(g_ptr + m * stride_g + go + 2, d * tl.sum(s, 1), mask=gm)
 
 
 class QX:
     """Quantized activations: q int8 [M, K] (viewed as int32 words by the kernels),
-    d f32 [M, K/32] block scales, s f32 [M, K/16] sums of q over 16 values."""
+    d f32 [M, K/32] block scales, s f32 [M, K/16] sums of q over 16 values, g f32 [M, K/64, 4]
+    per 64 values (d_a, d_b, d_a·Σq_a, d_b·Σq_b) (empty when K is not a multiple of 64)."""
 
-    __slots__ = ("q", "d", "s", "M", "K")
+    __slots__ = ("q", "d", "s", "g", "M", "K")
 
-    def __init__(self, q, d, s):
-        self.q, self.d, self.s = q, d, s
+    def __init__(self, q, d, s, g):
+        self.q, self.d, self.s, self.g = q, d, s, g
         self.M, self.K = q.shape
 
     @property
@@ -69,7 +79,7 @@ class QX:
 
 def empty_qx(M: int, K: int, device) -> QX:
     return QX(torch.empty(M, K, dtype=torch.int8, device=device), torch.empty(M, K // 32, device=device),
-              torch.empty(M, K // 16, device=device))
+              torch.empty(M, K // 16, device=device), torch.empty(M, K // 64 if K % 64 == 0 else 0, 4, device=device))
 
 
 def quantize_x(x: torch.Tensor, norm_w: torch.Tensor | None = None, eps: float = 0.0, up: torch.Tensor | None = None,
@@ -91,7 +101,9 @@ def quantize_x(x: torch.Tensor, norm_w: torch.Tensor | None = None, eps: float =
         out = empty_qx(M, K, x.device)
     assert out.M == M and out.K == K and out.q.is_contiguous() and out.d.is_contiguous() and out.s.is_contiguous()
     nblk = min(8, triton.next_power_of_2(K // 32))
-    _quant_x_kernel[(M, triton.cdiv(K, nblk * 32))](x, x2, nw, out.q, out.d, out.s, K, x.stride(0), x2.stride(0), out.q.stride(0),
-                          out.d.stride(0), out.s.stride(0), float(eps), MODE=mode, NBLK=nblk,
-                          num_warps=2, **pdl_kw())
+    ssq = min(4096, triton.next_power_of_2(K))       # the row's squares in few wide steps (latency-bound)
+    _quant_x_kernel[(M, triton.cdiv(K, nblk * 32))](
+        x, x2, nw, out.q, out.d, out.s, out.g, K, x.stride(0), x2.stride(0), out.q.stride(0), out.d.stride(0),
+        out.s.stride(0), out.g.stride(0), float(eps), MODE=mode, NBLK=nblk, SSQ=ssq, G=out.g.shape[1] > 0,
+        num_warps=4 if mode == MODE_RMSNORM else 2, **pdl_kw())
     return out
