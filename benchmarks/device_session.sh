@@ -5,6 +5,8 @@
 #           quantizers' byte checks (quick);
 #   part B: 6.7B F16 → Q4_K_M quantize on the GPU (bytes checked against the CPU's C path),
 #           the file → load → engine path (gpu_engine.py), and the CUDA tests on real hardware.
+#   part F: the batch-1 matvec kernels against session 2's (benchmarks/gpu_decode_ab.py), PDL A/B,
+#           ncu counters of the 33B gate+up matvec (old, new) where the runtime allows them.
 #   part C: the CUDA tests on real hardware, the Q4_K_M benches and the engine path for 6.7B and 33B.
 # Run from the repository root on the device: bash benchmarks/device_session.sh A|B|C|D|E
 set -u
@@ -81,6 +83,54 @@ E)
   grep -E "^\| |copy bandwidth|GPU memory|ERROR|Error" "$OUT/bench.log" | tail -16
   run engine 120 python3 benchmarks/gpu_engine.py --out "$OUT"
   grep -vE "^ " "$OUT/engine.log" | grep -v Warning | tail -16
+  ;;
+F)  # session 3: batch-1 matvec kernels A/B, PDL A/B, hardware counters if ncu can read them
+  export TRITON_INTERPRET=0
+  run pytest_gpu 120 python3 -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py tests/test_cuda_decode.py
+  tail -3 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run ab 330 python3 benchmarks/gpu_decode_ab.py --out "$OUT"
+  grep -vE "^ |Warn|warn" "$OUT/ab.log" | tail -60
+  run ncu 90 ncu --clock-control none -k regex:_mv_q -c 3 --section SpeedOfLight --section WarpStateStats \
+      --section Occupancy --section LaunchStats python3 benchmarks/gpu_ncu_target.py
+  grep -E "_mv_q|Throughput|Duration|Stall|Warp Cycles|Achieved Occupancy|Registers|Issued|Eligible|ERR|rror" "$OUT/ncu.log" | head -60
+  ;;
+G)  # session 3, second call: L2-only weight loads in the sweep, PDL "end", ncu memory tables
+  run ab 300 python3 benchmarks/gpu_decode_ab.py --skip breakdown --out "$OUT"
+  grep -vE "^ |Warn|warn" "$OUT/ab.log" | tail -50
+  run ncu 120 ncu --clock-control none -k regex:_mv_q -c 4 --section SpeedOfLight --section WarpStateStats \
+      --section MemoryWorkloadAnalysis_Tables --section SchedulerStats --section Occupancy python3 benchmarks/gpu_ncu_target.py
+  grep -E "_mv_q|Throughput|Duration|Warp Cycles|Achieved Occupancy|Hit Rate|Sectors/Req|Wavefront|Eligible|Issued Warp|No Eligible|rror" "$OUT/ncu.log" | head -80
+  ;;
+H)  # session 3, third call: CUDA tests, PDL repeatability, ggrun bench (it ran with --pdl off and end then; the flag is gone)
+  export TRITON_INTERPRET=0
+  run pytest_gpu 130 python3 -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py tests/test_cuda_decode.py \
+      tests/test_kv_cache_types_gpu.py
+  grep -E "passed|failed|Error" "$OUT/pytest_gpu.log" | tail -3
+  unset TRITON_INTERPRET
+  run pdl 120 python3 benchmarks/gpu_decode_ab.py --skip sweep,decode,breakdown --out "$OUT"
+  grep -E "tg128|rror" "$OUT/pdl.log" | tail -6
+  for m in deepseek-coder-33b deepseek-coder-6.7b; do
+    for pdl in off; do
+      run "bench_${m}_$pdl" 110 python3 -m ggrun bench --synthetic $m:Q4_K_M -p 512 -p 2048 -n 128 -ngl 99 -r 3
+      grep -E "^\| |rror" "$OUT/bench_${m}_$pdl.log" | tail -4
+    done
+  done
+  ;;
+I)  # session 3, fourth call: where PDL results differ (per kernel, eager, graph); the 6.7B mixes' tg128
+  run pdlnum 150 python3 benchmarks/gpu_pdl_numerics.py
+  grep -E "kernel|decoder|rror" "$OUT/pdlnum.log" | tail -20
+  run mixes 200 python3 benchmarks/gpu.py --models 6.7b --skip check,check_attention,bench,sweep,sweep_types,prefill,breakdown,decode,offload --out "$OUT"
+  grep -E "^\| |rror" "$OUT/mixes.log" | tail -12
+  ;;
+J)  # session 3, last call: the shipped kernels and tiles: CUDA tests, ggrun bench for both shapes, the 6.7B mixes
+  export TRITON_INTERPRET=0
+  run pytest_gpu 130 python3 -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py tests/test_cuda_decode.py \
+      tests/test_kv_cache_types_gpu.py
+  grep -E "passed|failed|Error" "$OUT/pytest_gpu.log" | tail -3
+  unset TRITON_INTERPRET
+  run bench 200 python3 benchmarks/gpu.py --skip check,check_attention,sweep,sweep_types,prefill,breakdown,decode,offload --out "$OUT"
+  grep -E "^\| |rror" "$OUT/bench.log" | tail -24
   ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Batch-1 decode on the GPU, A/B in one process: session 2's general matvec kernels (their H200
+tiles) against the batch-1 Q4_K/Q6_K kernels (``matvec._mv_q45k_1`` / ``_mv_q6k_1``) over a tile
+sweep, per matrix of the DeepSeek Coder Q4_K_M decode shapes; then whole tokens through
+GraphDecoder (tg128 from position 0 and 2048) with the old kernels, and the new ones without
+programmatic dependent launch and with it ("end", "start"), logits compared; then the small kernels of a token.
+
+    PYTHONUNBUFFERED=1 python3 benchmarks/gpu_decode_ab.py [--models deepseek-coder-33b,...] [--out DIR]
+
+Prints the winners as ``matvec.H200_1`` lines; writes decode_ab.json under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+
+import gpu  # noqa: E402  (benchmarks/gpu.py: graph_time, MV_SHAPES, step_breakdown, log, section)
+from gpu import COPY_TBS, MV_SHAPES, RESULTS, graph_time, log, section  # noqa: E402
+from ggrun.kernels import layout  # noqa: E402
+from ggrun.kernels.layout import Q4_K, Q6_K, TYPE_NAMES  # noqa: E402
+
+# (BN rows, BB blocks per step, warps, PF) for the batch-1 kernels, each also with PF bit 1 (weights
+# loaded through L2 only); split-K tried on the best three of each shape when its rows alone make
+# few programs
+CFG1 = {Q4_K: [(4, 4, 1, 0), (4, 4, 1, 1), (8, 2, 1, 0), (8, 4, 1, 0), (8, 4, 2, 0), (8, 4, 2, 1), (8, 2, 2, 0),
+               (16, 2, 2, 0), (16, 2, 2, 1), (16, 4, 2, 0), (16, 4, 4, 0), (32, 2, 2, 0), (32, 2, 4, 0), (16, 1, 1, 0),
+               (32, 1, 2, 0), (4, 4, 2, 1)],
+        Q6_K: [(4, 4, 2, 1), (8, 4, 2, 0), (8, 4, 2, 1), (8, 2, 2, 1), (16, 2, 2, 0), (16, 2, 2, 1), (16, 4, 4, 1),
+               (4, 2, 1, 1), (8, 2, 1, 0), (2, 4, 1, 1), (32, 2, 4, 0), (16, 1, 1, 1)]}
+
+
+def _rel(a, b) -> float:
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
+
+
+@section
+def sweep(models):
+    from ggrun.kernels import matvec as mv
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import random_blocks
+
+    rows = []
+    for model in models:
+        for label, N, K, t in MV_SHAPES[model]:
+            raw = random_blocks(N, K, t, device="cuda")
+            nbytes = raw.numel()
+            R = max(2, -(-320_000_000 // nbytes))
+            packs = [layout.pack(raw.roll(i, 0) if i else raw, t) for i in range(R)]
+            del raw
+            qx = quantize_x(torch.randn(1, K, device="cuda"))
+            y = torch.empty(1, N, device="cuda")
+            mv.set_batch1_kernels(False)
+            ref = mv.matvec_q(packs[0], qx).clone()
+            ms_old = graph_time([lambda i=i: mv.matvec_q(packs[i % R], qx, out=y) for i in range(2 * R)])
+            mv.set_batch1_kernels(True)
+            res = []
+
+            def run(cfg, split):
+                try:
+                    err = _rel(mv.matvec_q(packs[0], qx, cfg=cfg, split=split), ref)
+                    assert err < 1e-5, f"{cfg}/{split}: rel {err:.2e} against the general kernel"
+                    ms = graph_time([lambda i=i: mv.matvec_q(packs[i % R], qx, out=y, cfg=cfg, split=split)
+                                     for i in range(2 * R)])
+                    res.append((nbytes / ms / 1e6, cfg, split, ms))
+                except Exception as e:  # noqa: BLE001 (a tile may not compile; a wrong result is reported)
+                    log(f"  {label} {cfg} split={split}: {e!r}"[:300])
+                    RESULTS["errors"].append(f"{model} {label} {cfg}/{split}: {e!r}"[:300])
+
+            for cfg in CFG1[t]:
+                run(cfg, 1)
+                run((*cfg[:3], cfg[3] | 2), 1)        # the same tile, weights through L2 only
+            if -(-N // 8) < 2 * mv.N_SM:    # few row tiles: split K too for the best three
+                for _, cfg, _, _ in sorted(res, reverse=True)[:3]:
+                    for split in (2, 4):
+                        run(cfg, split)
+            best = max(res)
+            mv.set_tuned(t, N, K, best[1], best[2])
+            row = dict(model=model, matrix=label, type=TYPE_NAMES[t], N=N, K=K, mb=nbytes / 1e6,
+                       old_gbs=nbytes / ms_old / 1e6, old_us=ms_old * 1e3, new_gbs=best[0], new_us=best[3] * 1e3,
+                       cfg=best[1], split=best[2], all=[(round(r[0]), r[1], r[2]) for r in sorted(res, reverse=True)])
+            rows.append(row)
+            log(f"{model:20s} {label:15s} {TYPE_NAMES[t]} {N:6d}x{K:<6d} {nbytes / 1e6:6.1f} MB  old "
+                f"{row['old_gbs']:5.0f} GB/s {ms_old * 1e3:6.1f} us | new {best[0]:5.0f} GB/s "
+                f"({best[0] / 1e3 / COPY_TBS:4.0%}) {best[3] * 1e3:6.1f} us cfg={best[1]} split={best[2]}; next: "
+                + ", ".join(f"{g:.0f}{c}/{sp}" for g, c, sp, _ in sorted(res, reverse=True)[1:4]))
+            del packs
+            torch.cuda.empty_cache()
+    RESULTS["sweep"] = rows
+    log("\n# H200_1 (paste into ggrun/kernels/matvec.py)")
+    for r in rows:
+        log(f"    ({r['type']}, {r['N']}, {r['K']}): ({tuple(r['cfg'])}, {r['split']}),")
+    gpu.save()
+
+
+def _tps(dec, pos: int, n: int = 128, reps: int = 3) -> float:
+    best = 0.0
+    for _ in range(reps + 1):
+        dec.reset(1, pos)
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        dec.decode(n)
+        e1.record()
+        e1.synchronize()
+        best = max(best, n / e0.elapsed_time(e1) * 1e3)
+    return best
+
+
+@section
+def decode(models):
+    """tg128 at positions 0 and 2048 for (old | new kernels) × (PDL off | on), one set of weights."""
+    from ggrun.backends.cuda import GraphDecoder, prepare_stacks
+    from ggrun.kernels import matvec as mv
+    from ggrun.kernels._common import set_pdl
+    from ggrun.kernels.testing import synthetic_config, synthetic_llama
+
+    out = []
+    for model in models:
+        cfg = synthetic_config(model)
+        w = synthetic_llama(cfg, "Q4_K_M", device="cuda")
+        prepare_stacks(w, "cuda")
+        logits = {}
+        for batch1, pdl in ((False, "off"), (True, "off"), (True, "end"), (True, "start")):
+            mv.set_batch1_kernels(batch1)
+            set_pdl(pdl)
+            dec = GraphDecoder(cfg, w, n_ctx=4096, device="cuda")
+            dec.reset(1, 4095)
+            dec.capture()
+            dec.reset(7, 0)
+            seq = []
+            for _ in range(16):
+                dec.graph.replay()
+                seq.append(dec.logits.clone())
+            seq = torch.stack(seq)
+            logits[(batch1, pdl)] = seq
+            base = logits[(False, "off")]
+            err = _rel(seq, base)
+            same_top = bool(torch.equal(seq.argmax(-1), base.argmax(-1)))
+            r = dict(model=model, batch1=batch1, pdl=pdl, tg128_pos0=_tps(dec, 0), tg128_pos2048=_tps(dec, 2048),
+                     logits_rel_vs_old=err, same_top1=same_top)
+            out.append(r)
+            anchor = gpu.ANCHORS[model][0]
+            log(f"{model} batch1={batch1!s:5} pdl={pdl:5}: tg128 pos0 {r['tg128_pos0']:6.1f} t/s "
+                f"({r['tg128_pos0'] / anchor:.2f}x llama.cpp), pos2048 {r['tg128_pos2048']:6.1f}; "
+                f"logits rel {err:.1e} vs old, top-1 same {same_top}")
+            del dec
+            torch.cuda.empty_cache()
+        set_pdl("off")
+        mv.set_batch1_kernels(True)
+        del w
+        torch.cuda.empty_cache()
+    RESULTS["decode"] = out
+    gpu.save()
+
+
+@section
+def pdl_repeat(models):
+    """PDL "off" and "end" twice each on one set of weights (batch-1 kernels, shipped tiles): are the
+    16-step logits bit-identical between repeats, and between the modes? tg128 of every repeat."""
+    from ggrun.backends.cuda import GraphDecoder, prepare_stacks
+    from ggrun.kernels._common import set_pdl
+    from ggrun.kernels.testing import synthetic_config, synthetic_llama
+
+    out = []
+    for model in models:
+        cfg = synthetic_config(model)
+        w = synthetic_llama(cfg, "Q4_K_M", device="cuda")
+        prepare_stacks(w, "cuda")
+        runs = []
+        for mode in ("off", "end", "off", "end"):
+            set_pdl(mode)
+            dec = GraphDecoder(cfg, w, n_ctx=4096, device="cuda")
+            dec.reset(1, 4095)
+            dec.capture()
+            dec.reset(7, 0)
+            seq = []
+            for _ in range(16):
+                dec.graph.replay()
+                seq.append(dec.logits.clone())
+            runs.append((mode, torch.stack(seq), _tps(dec, 0), _tps(dec, 2048)))
+            del dec
+            torch.cuda.empty_cache()
+        set_pdl("off")
+        same = {f"{a}{i}=={b}{j}": bool(torch.equal(x, y))
+                for i, (a, x, _, _) in enumerate(runs) for j, (b, y, _, _) in enumerate(runs) if i < j}
+        r = dict(model=model, tg128=[(m, round(t0, 1), round(t2, 1)) for m, _, t0, t2 in runs], bitwise=same)
+        out.append(r)
+        log(f"{model}: tg128 (mode, pos0, pos2048) {r['tg128']}; logits bit-identical: {same}")
+        del w
+        torch.cuda.empty_cache()
+    RESULTS["pdl_repeat"] = out
+    gpu.save()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="deepseek-coder-33b,deepseek-coder-6.7b")
+    ap.add_argument("--skip", default="")
+    ap.add_argument("--out", default=".")
+    a = ap.parse_args()
+    gpu.OUT_DIR[0] = a.out
+    models = a.models.split(",")
+    skip = set(a.skip.split(","))
+    gpu.device_info()
+    if "sweep" not in skip:
+        sweep(models)
+    if "decode" not in skip:
+        decode(models)
+    if "pdl_repeat" not in skip:
+        pdl_repeat(models)
+    if "breakdown" not in skip:
+        gpu.step_breakdown(models)
+    gpu.save()
+    log("errors:", RESULTS["errors"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
