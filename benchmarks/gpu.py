@@ -227,26 +227,33 @@ CFGS = {Q4_K: [(8, 8, 4, 1), (8, 4, 4, 0), (4, 8, 4, 0), (16, 4, 4, 0), (16, 4, 
                (8, 8, 8, 1), (4, 4, 2, 1), (2, 8, 2, 1), (1, 4, 1, 1), (8, 2, 2, 1), (4, 2, 2, 0), (16, 4, 4, 1)]}
 
 
+def rotating_packs(N: int, K: int, t: int):
+    """R ≥ 2 copies of one random [N, K] matrix of type t (≥ 320 MB in all, so a graph that
+    rotates over them reads from DRAM, not L2), batch-1 activations and an output:
+    (packs, bytes of one copy, qx, y)."""
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import random_blocks
+
+    raw = random_blocks(N, K, t, device="cuda")
+    nbytes = raw.numel()
+    R = max(2, -(-320_000_000 // nbytes))
+    packs = [layout.pack(raw.roll(i, 0) if i else raw, t) for i in range(R)]
+    del raw
+    return packs, nbytes, quantize_x(torch.randn(1, K, device="cuda")), torch.empty(1, N, device="cuda")
+
+
 @section
 def sweep_matvec(models, quick=False):
     """Per matrix: the committed kernel (benchmarks/matvec_v1.py, its default tile) and the new one
     over CFGS × splits, GB/s of weight bytes; the best tile of each shape goes into matvec.TUNED."""
     import matvec_v1
     from ggrun.kernels import matvec as mv
-    from ggrun.kernels.quantize_x import quantize_x
-    from ggrun.kernels.testing import random_blocks
 
     rows = []
     for model in models:
         for label, N, K, t in MV_SHAPES[model]:
-            raw = random_blocks(N, K, t, device="cuda")
-            nbytes = raw.numel()
-            R = max(2, -(-320_000_000 // nbytes))
-            packs = [layout.pack(raw.roll(i, 0) if i else raw, t) for i in range(R)]
-            del raw
-            x = torch.randn(1, K, device="cuda")
-            qx = quantize_x(x)
-            y = torch.empty(1, N, device="cuda")
+            packs, nbytes, qx, y = rotating_packs(N, K, t)
+            R = len(packs)
             ms_v1 = graph_time([lambda i=i: matvec_v1.matvec_q(packs[i % R], qx, out=y) for i in range(2 * R)])
             res = []
             splits = (1, 2, 4) if N <= 2048 else (1,)
@@ -317,21 +324,14 @@ def sweep_types(model: str, mixes: list[str], quick=False):
     the tile matvec_q picks by default; the best per shape goes into matvec.TUNED (for the H200
     table: ``RESULTS['tuned']``)."""
     from ggrun.kernels import matvec as mv
-    from ggrun.kernels.quantize_x import quantize_x
-    from ggrun.kernels.testing import random_blocks
 
     shapes = sorted({s for m in mixes for s in mix_shapes(model, m)})
     rows = []
     for t, N, K in shapes:
         if any(k[:3] == (t, N, K) for k in mv.TUNED):   # swept already (sweep_matvec)
             continue
-        raw = random_blocks(N, K, t, device="cuda")
-        nbytes = raw.numel()
-        R = max(2, -(-320_000_000 // nbytes))
-        packs = [layout.pack(raw.roll(i, 0) if i else raw, t) for i in range(R)]
-        del raw
-        qx = quantize_x(torch.randn(1, K, device="cuda"))
-        y = torch.empty(1, N, device="cuda")
+        packs, nbytes, qx, y = rotating_packs(N, K, t)
+        R = len(packs)
         ms_def = graph_time([lambda i=i: mv.matvec_q(packs[i % R], qx, out=y) for i in range(2 * R)])
         res = []
         for cfg in (CFGS[t][:3] if quick else CFGS[t]):

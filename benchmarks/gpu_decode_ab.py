@@ -13,7 +13,6 @@ Prints the winners as ``matvec.H200_1`` lines; writes decode_ab.json under --out
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -22,9 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
-import gpu  # noqa: E402  (benchmarks/gpu.py: graph_time, MV_SHAPES, step_breakdown, log, section)
+import gpu  # noqa: E402  (benchmarks/gpu.py: graph_time, MV_SHAPES, rotating_packs, step_breakdown, log, section)
 from gpu import COPY_TBS, MV_SHAPES, RESULTS, graph_time, log, section  # noqa: E402
-from ggrun.kernels import layout  # noqa: E402
+from gpu_pdl_ab import tps as _tps  # noqa: E402  (best tg t/s of a GraphDecoder from a position)
 from ggrun.kernels.layout import Q4_K, Q6_K, TYPE_NAMES  # noqa: E402
 
 # (BN rows, BB blocks per step, warps, PF) for the batch-1 kernels, each also with PF bit 1 (weights
@@ -44,19 +43,12 @@ def _rel(a, b) -> float:
 @section
 def sweep(models):
     from ggrun.kernels import matvec as mv
-    from ggrun.kernels.quantize_x import quantize_x
-    from ggrun.kernels.testing import random_blocks
 
     rows = []
     for model in models:
         for label, N, K, t in MV_SHAPES[model]:
-            raw = random_blocks(N, K, t, device="cuda")
-            nbytes = raw.numel()
-            R = max(2, -(-320_000_000 // nbytes))
-            packs = [layout.pack(raw.roll(i, 0) if i else raw, t) for i in range(R)]
-            del raw
-            qx = quantize_x(torch.randn(1, K, device="cuda"))
-            y = torch.empty(1, N, device="cuda")
+            packs, nbytes, qx, y = gpu.rotating_packs(N, K, t)
+            R = len(packs)
             mv.set_batch1_kernels(False)
             ref = mv.matvec_q(packs[0], qx).clone()
             ms_old = graph_time([lambda i=i: mv.matvec_q(packs[i % R], qx, out=y) for i in range(2 * R)])
@@ -100,23 +92,26 @@ def sweep(models):
     gpu.save()
 
 
-def _tps(dec, pos: int, n: int = 128, reps: int = 3) -> float:
-    best = 0.0
-    for _ in range(reps + 1):
-        dec.reset(1, pos)
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        dec.decode(n)
-        e1.record()
-        e1.synchronize()
-        best = max(best, n / e0.elapsed_time(e1) * 1e3)
-    return best
+def _logits16(cfg, w):
+    """A GraphDecoder captured with the current kernel settings and its logits of 16 greedy steps
+    from token 7 at position 0."""
+    from ggrun.backends.cuda import GraphDecoder
+
+    dec = GraphDecoder(cfg, w, n_ctx=4096, device="cuda")
+    dec.reset(1, 4095)
+    dec.capture()
+    dec.reset(7, 0)
+    seq = []
+    for _ in range(16):
+        dec.graph.replay()
+        seq.append(dec.logits.clone())
+    return dec, torch.stack(seq)
 
 
 @section
 def decode(models):
     """tg128 at positions 0 and 2048 for (old | new kernels) × (PDL off | on), one set of weights."""
-    from ggrun.backends.cuda import GraphDecoder, prepare_stacks
+    from ggrun.backends.cuda import prepare_stacks
     from ggrun.kernels import matvec as mv
     from ggrun.kernels._common import set_pdl
     from ggrun.kernels.testing import synthetic_config, synthetic_llama
@@ -130,15 +125,7 @@ def decode(models):
         for batch1, pdl in ((False, "off"), (True, "off"), (True, "end"), (True, "start")):
             mv.set_batch1_kernels(batch1)
             set_pdl(pdl)
-            dec = GraphDecoder(cfg, w, n_ctx=4096, device="cuda")
-            dec.reset(1, 4095)
-            dec.capture()
-            dec.reset(7, 0)
-            seq = []
-            for _ in range(16):
-                dec.graph.replay()
-                seq.append(dec.logits.clone())
-            seq = torch.stack(seq)
+            dec, seq = _logits16(cfg, w)
             logits[(batch1, pdl)] = seq
             base = logits[(False, "off")]
             err = _rel(seq, base)
@@ -164,7 +151,7 @@ def decode(models):
 def pdl_repeat(models):
     """PDL "off" and "end" twice each on one set of weights (batch-1 kernels, shipped tiles): are the
     16-step logits bit-identical between repeats, and between the modes? tg128 of every repeat."""
-    from ggrun.backends.cuda import GraphDecoder, prepare_stacks
+    from ggrun.backends.cuda import prepare_stacks
     from ggrun.kernels._common import set_pdl
     from ggrun.kernels.testing import synthetic_config, synthetic_llama
 
@@ -176,15 +163,8 @@ def pdl_repeat(models):
         runs = []
         for mode in ("off", "end", "off", "end"):
             set_pdl(mode)
-            dec = GraphDecoder(cfg, w, n_ctx=4096, device="cuda")
-            dec.reset(1, 4095)
-            dec.capture()
-            dec.reset(7, 0)
-            seq = []
-            for _ in range(16):
-                dec.graph.replay()
-                seq.append(dec.logits.clone())
-            runs.append((mode, torch.stack(seq), _tps(dec, 0), _tps(dec, 2048)))
+            dec, seq = _logits16(cfg, w)
+            runs.append((mode, seq, _tps(dec, 0), _tps(dec, 2048)))
             del dec
             torch.cuda.empty_cache()
         set_pdl("off")

@@ -99,13 +99,21 @@ def dp4a(a, b, ASM: tl.constexpr):
 
 
 @triton.jit
+def _dp4a_c(a, b, c, OP: tl.constexpr, ASM: tl.constexpr):
+    """c + the dp4a of a and b, ``OP`` "s32" (signed bytes of a) or "u32" (unsigned)."""
+    if ASM:
+        return tl.inline_asm_elementwise("dp4a." + OP + ".s32 $0, $1, $2, $3;", "=r,r,r,r", [a, b, c],
+                                         dtype=tl.int32, is_pure=True, pack=1)
+    elif OP == "s32":
+        return c + dp4a(a, b, ASM)
+    else:
+        return c + dp4a_hi(a, b, ASM)
+
+
+@triton.jit
 def dp4a_acc(a, b, c, ASM: tl.constexpr):
     """c + Σ_i int8(a.byte[i]) * int8(b.byte[i]) (one ``dp4a`` with its accumulator on the GPU)."""
-    if ASM:
-        return tl.inline_asm_elementwise("dp4a.s32.s32 $0, $1, $2, $3;", "=r,r,r,r", [a, b, c],
-                                         dtype=tl.int32, is_pure=True, pack=1)
-    else:
-        return c + dp4a(a, b, ASM)
+    return _dp4a_c(a, b, c, "s32", ASM)
 
 
 @triton.jit
@@ -124,11 +132,7 @@ def dp4a_hi(a, b, ASM: tl.constexpr):
 @triton.jit
 def dp4a_hi_acc(a, b, c, ASM: tl.constexpr):
     """c + ``dp4a_hi(a, b)``."""
-    if ASM:
-        return tl.inline_asm_elementwise("dp4a.u32.s32 $0, $1, $2, $3;", "=r,r,r,r", [a, b, c],
-                                         dtype=tl.int32, is_pure=True, pack=1)
-    else:
-        return c + dp4a_hi(a, b, ASM)
+    return _dp4a_c(a, b, c, "u32", ASM)
 
 
 @triton.jit

@@ -223,6 +223,21 @@ def _ld_q6k(w_ptr, d_ptr, rbase, dbase, rmask, kb, b_hi, BB: tl.constexpr):
 
 
 @triton.jit
+def _q6k_group(qla, qlb, qh, g: tl.constexpr):
+    """Q6_K 32-value group g (0..3) of a half: 6-bit values 0..63 in bytes, from the words of ql
+    [0:32] (qla), ql[32:64] (qlb) and qh at the same positions."""
+    if g == 0:
+        qg = (qla & 0x0F0F0F0F) | ((qh << 4) & 0x30303030)
+    elif g == 1:
+        qg = (qlb & 0x0F0F0F0F) | ((qh << 2) & 0x30303030)
+    elif g == 2:
+        qg = ((qla >> 4) & 0x0F0F0F0F) | (qh & 0x30303030)
+    else:
+        qg = ((qlb >> 4) & 0x0F0F0F0F) | ((qh >> 2) & 0x30303030)
+    return qg
+
+
+@triton.jit
 def _c_q6k(qla, qlb, qh, swa, swb, d, xq, xd, xs, kb, b_hi, BN: tl.constexpr, BB: tl.constexpr, ASM: tl.constexpr):
     """Per (row, block, half, 16-group) partial dot products [BN, BB, 2, 2], block scale applied."""
     bi = kb + tl.arange(0, BB)
@@ -235,14 +250,7 @@ def _c_q6k(qla, qlb, qh, swa, swb, d, xq, xd, xs, kb, b_hi, BN: tl.constexpr, BB
     xm = bmask[:, None, None]
     tot = tl.zeros([BN, BB, 2, 2], tl.float32)
     for g in tl.static_range(4):
-        if g == 0:
-            qg = (qla & 0x0F0F0F0F) | ((qh << 4) & 0x30303030)
-        elif g == 1:
-            qg = (qlb & 0x0F0F0F0F) | ((qh << 2) & 0x30303030)
-        elif g == 2:
-            qg = ((qla >> 4) & 0x0F0F0F0F) | (qh & 0x30303030)
-        else:
-            qg = ((qlb >> 4) & 0x0F0F0F0F) | ((qh >> 2) & 0x30303030)
+        qg = _q6k_group(qla, qlb, qh, g)
         sw = swa if g < 2 else swb                                                      # [BN, BB, 2] by half
         sc = (sw[:, :, :, None] >> (8 * ((2 * g) % 4) + 8 * i4)) & 0xFF                # [BN, BB, 2, 2]
         sc = ((sc ^ 0x80) - 0x80).to(tl.float32)
@@ -326,14 +334,7 @@ def _c_q6k_1(qla, qlb, qh, sw, d, xq_ptr, xd_ptr, xs_ptr, bi, zr, u, v, ASM: tl.
     swb = tl.where(h3 == 0, lane(sw, v, 1), lane(sw, v, 3))             # groups 2, 3
     tot = tl.zeros(swa.shape, tl.float32)
     for g in tl.static_range(4):
-        if g == 0:
-            qg = (qla & 0x0F0F0F0F) | ((qh << 4) & 0x30303030)
-        elif g == 1:
-            qg = (qlb & 0x0F0F0F0F) | ((qh << 2) & 0x30303030)
-        elif g == 2:
-            qg = ((qla >> 4) & 0x0F0F0F0F) | (qh & 0x30303030)
-        else:
-            qg = ((qlb >> 4) & 0x0F0F0F0F) | ((qh >> 2) & 0x30303030)
+        qg = _q6k_group(qla, qlb, qh, g)
         xw = tl.load(xq_ptr + xo + 8 * g)
         dot = tl.sum(dp4a(qg, xw, ASM), axis=3)                         # [BN, BB, 4], q in 0..63
         swg = swa if g < 2 else swb
