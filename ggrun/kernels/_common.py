@@ -171,6 +171,15 @@ def kq_scales(w1, w2, w3, jj):
 
 
 @triton.jit
+def program_tile(N, NB, bps, BN: tl.constexpr):
+    """A matvec program's output rows [BN] (program id 0), their mask (rows < N) and its range of
+    K blocks [b_lo, b_hi) (program id 1: split-K, ``bps`` blocks each)."""
+    rows = tl.program_id(0) * BN + tl.arange(0, BN)
+    b_lo = tl.program_id(1) * bps
+    return rows, rows < N, b_lo, tl.minimum(b_lo + bps, NB)
+
+
+@triton.jit
 def store_y(acc, y_ptr, rows, rmask, M: tl.constexpr, MP: tl.constexpr, stride_ym, ACC: tl.constexpr,
             ATOMIC: tl.constexpr):
     """A matvec program's result acc [MP, BN] into y [M, N] at ``rows``: stored, added to what y

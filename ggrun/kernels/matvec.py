@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from ._common import (dp4a, dp4a_acc, dp4a_hi, dp4a_hi_acc, f16_hi, f16_lo, gdc_launch, gdc_sync, gdc_wait, interpreting,
-                      kq_scales, lane, pdl_kw, use_asm)
+                      kq_scales, lane, pdl_kw, program_tile, use_asm)
 from ._common import store_y as _store
 from .layout import Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, Packed
 from .matvec_ext import EXT_TYPES, launch as _launch_ext
@@ -94,13 +94,8 @@ def _mv_q45k(w_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, stride
              ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q4_K (IS_Q5=False) and Q5_K: blocks of 256 in 8 sub-blocks of 32 (6-bit scale and min)."""
     gdc_sync(GDC)
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows = pid_n * BN + tl.arange(0, BN)
-    rmask = rows < N
+    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = rows.to(tl.int64) * stride_w4 * 4          # × 4: Triton sees 16-byte aligned rows
-    b_lo = pid_k * bps
-    b_hi = tl.minimum(b_lo + bps, NB)
     mrow = tl.arange(0, MP)
     acc = tl.zeros([MP, BN], tl.float32)
     acc3 = tl.zeros([BN, BB, 4], tl.float32)            # M = 1: reduced once, after the loop
@@ -172,13 +167,8 @@ def _mv_q4k_1(w_ptr, xq_ptr, g_ptr, y_ptr, N, NB, bps, stride_w4, stride_ym, BN:
     weights load before waiting for the previous kernel (with prefetch)."""
     CG: tl.constexpr = (PF & 2) != 0
     gdc_launch(GDC == 1)
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows = pid_n * BN + tl.arange(0, BN)
-    rmask = rows < N
+    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = (tl.minimum(rows, N - 1).to(tl.int64) * stride_w4 * 4)[:, None, None, None]   # × 4: 16-byte rows
-    b_lo = pid_k * bps
-    b_hi = tl.minimum(b_lo + bps, NB)
     jj = tl.arange(0, 4)[None, None, :, None]
     v = tl.arange(0, 4)[None, None, None, :]
     zr = tl.zeros([BN, 1, 1, 1], tl.int32)
@@ -269,14 +259,9 @@ def _mv_q6k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, 
             ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q6_K: blocks of 256 = 2 halves × 4 groups of 32, an int8 scale per 16; q − 32."""
     gdc_sync(GDC)
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows = pid_n * BN + tl.arange(0, BN)
-    rmask = rows < N
+    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = rows.to(tl.int64) * stride_w4 * 4
     dbase = rows.to(tl.int64) * stride_d
-    b_lo = pid_k * bps
-    b_hi = tl.minimum(b_lo + bps, NB)
     mrow = tl.arange(0, MP)
     acc = tl.zeros([MP, BN], tl.float32)
     acc4 = tl.zeros([BN, BB, 2, 2], tl.float32)
@@ -356,15 +341,10 @@ def _mv_q6k_1(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4
     GDC as there."""
     CG: tl.constexpr = (PF & 2) != 0
     gdc_launch(GDC == 1)
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows = pid_n * BN + tl.arange(0, BN)
-    rmask = rows < N
+    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rc = tl.minimum(rows, N - 1).to(tl.int64)[:, None, None, None]
     rbase = rc * stride_w4 * 4
     dbase = rc * stride_d
-    b_lo = pid_k * bps
-    b_hi = tl.minimum(b_lo + bps, NB)
     u = tl.arange(0, 4)[None, None, :, None]
     v = tl.arange(0, 4)[None, None, None, :]
     zr = tl.zeros([BN, 1, 1, 1], tl.int32)
@@ -430,14 +410,9 @@ def _mv_q8_q4_0(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_
                 IS_Q4: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q8_0 (32 int8 and a scale) and Q4_0 (IS_Q4: 32 nibbles − 8, byte i holds i and i+16)."""
     gdc_sync(GDC)
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows = pid_n * BN + tl.arange(0, BN)
-    rmask = rows < N
+    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = rows.to(tl.int64) * stride_w4 * 4
     dbase = rows.to(tl.int64) * stride_d
-    b_lo = pid_k * bps
-    b_hi = tl.minimum(b_lo + bps, NB)
     mrow = tl.arange(0, MP)
     acc = tl.zeros([MP, BN], tl.float32)
     acc2 = tl.zeros([BN, BB], tl.float32)
@@ -521,7 +496,7 @@ def set_batch1_kernels(on: bool) -> None:
 
 
 def _is_batch1(t: int, M: int, qx: QX) -> bool:
-    return M == 1 and _BATCH1["on"] and (t == Q6_K or (t == Q4_K and qx.g.shape[1] > 0))
+    return M == 1 and _BATCH1["on"] and t in BATCH1_TYPES and (t != Q4_K or qx.g.shape[1] > 0)   # Q4_K: QX.g
 
 
 def set_tuned(ggml_type: int, n_out: int, n_in: int, cfg, split: int = 1) -> None:
@@ -564,12 +539,9 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
             tuned = TUNED.get((t, N, K, b1)) or (None if interpreting() else (H200_1 if b1 else H200).get((t, N, K)))
         if tuned is not None:
             cfg, split = tuned[0], (tuned[1] if split is None else split)
-        elif b1:
-            cfg = (THIN_CFG_1 if N <= THIN_ROWS else DEFAULT_CFG_1)[t]
-            if interpreting():
-                cfg = (max(cfg[0], min(512, triton.next_power_of_2(N))), *cfg[1:])
         else:
-            cfg = (DEFAULT_CFG_BATCH if M > 1 else THIN_CFG if N <= THIN_ROWS else DEFAULT_CFG)[t]
+            thin, wide = (THIN_CFG_1, DEFAULT_CFG_1) if b1 else (THIN_CFG, DEFAULT_CFG)
+            cfg = (DEFAULT_CFG_BATCH if M > 1 else thin if N <= THIN_ROWS else wide)[t]
             if interpreting():     # few programs: the interpreter runs them one by one
                 cfg = (max(cfg[0], min(512, triton.next_power_of_2(N))), *cfg[1:])
     bn, bb, warps, pf = _cfg4(cfg)
@@ -588,20 +560,20 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     ws = p.w.stride(0)
     xw = qx.words
     grid = (triton.cdiv(N, bn), split)
-    kw = dict(M=M, MP=triton.next_power_of_2(M), BN=bn, BB=bb, ACC=acc, ATOMIC=split > 1, PF=int(pf) if b1 else bool(pf & 1),
-              ASM=use_asm(), num_warps=warps, **pdl_kw())
+    kw = dict(BN=bn, BB=bb, ACC=acc, ATOMIC=split > 1, PF=int(pf) if b1 else bool(pf & 1), ASM=use_asm(),
+              num_warps=warps, **pdl_kw())
+    if not b1:                                                  # the general kernels take the batch size
+        kw.update(M=M, MP=triton.next_power_of_2(M))
     if t in EXT_TYPES:
         _launch_ext(p, qx, out, grid, bps, kw)
         return out
     assert ws % 4 == 0, ws                                     # these types' rows are whole 16-byte units
     if b1 and t == Q4_K:
-        kw.pop("M"), kw.pop("MP")
         _mv_q4k_1[grid](p.w, xw, qx.g, out, N, NB, bps, ws // 4, out.stride(0), **kw)
     elif t in (Q4_K, Q5_K):
         _mv_q45k[grid](p.w, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, xw.stride(0), qx.d.stride(0), qx.s.stride(0),
                        out.stride(0), IS_Q5=(t == Q5_K), **kw)
     elif b1:   # Q6_K
-        kw.pop("M"), kw.pop("MP")
         _mv_q6k_1[grid](p.w, p.d, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, p.d.stride(0), out.stride(0), **kw)
     elif t == Q6_K:
         _mv_q6k[grid](p.w, p.d, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0), qx.d.stride(0),

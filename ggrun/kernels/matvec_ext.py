@@ -22,7 +22,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import dp4a, f16_hi, f16_lo, gdc_sync, store_y
+from ._common import dp4a, f16_hi, f16_lo, gdc_sync, program_tile, store_y
 from .layout import Q2_K, Q3_K, Q4_1, Q5_0, Q5_1, Packed
 
 EXT_TYPES = (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K)
@@ -90,14 +90,9 @@ def _mv_q451(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_wu,
              ASM: tl.constexpr, GDC: tl.constexpr):
     """Q4_1, Q5_0, Q5_1 (T = the ggml type): blocks of 32, one activation block each."""
     gdc_sync(GDC)
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows = pid_n * BN + tl.arange(0, BN)
-    rmask = rows < N
+    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = rows.to(tl.int64) * stride_wu * RS
     dbase = rows.to(tl.int64) * stride_d
-    b_lo = pid_k * bps
-    b_hi = tl.minimum(b_lo + bps, NB)
     mrow = tl.arange(0, MP)
     acc = tl.zeros([MP, BN], tl.float32)
     acc2 = tl.zeros([BN, BB], tl.float32)               # M = 1: reduced once, after the loop
@@ -207,14 +202,9 @@ def _mv_q23k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_wu,
     """Q2_K (IS_Q3=False: 2-bit q, 4-bit scale and min per 16) and Q3_K (3-bit q − 4, 6-bit
     scale − 32 per 16)."""
     gdc_sync(GDC)
-    pid_n = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows = pid_n * BN + tl.arange(0, BN)
-    rmask = rows < N
+    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = rows.to(tl.int64) * stride_wu * RS
     dbase = rows.to(tl.int64) * stride_d
-    b_lo = pid_k * bps
-    b_hi = tl.minimum(b_lo + bps, NB)
     mrow = tl.arange(0, MP)
     acc = tl.zeros([MP, BN], tl.float32)
     acc4 = tl.zeros([BN, BB, 2, 2], tl.float32)
