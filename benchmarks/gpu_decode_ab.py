@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 import gpu  # noqa: E402  (benchmarks/gpu.py: graph_time, MV_SHAPES, rotating_packs, step_breakdown, log, section)
 from gpu import COPY_TBS, MV_SHAPES, RESULTS, graph_time, log, section  # noqa: E402
-from gpu_pdl_ab import tps as _tps  # noqa: E402  (best tg t/s of a GraphDecoder from a position)
+from gpu_pdl_ab import greedy_logits, tps as _tps  # noqa: E402  (capture + 16 greedy steps; best tg t/s)
 from ggrun.kernels.layout import Q4_K, Q6_K, TYPE_NAMES  # noqa: E402
 
 # (BN rows, BB blocks per step, warps, PF) for the batch-1 kernels, each also with PF bit 1 (weights
@@ -92,22 +92,6 @@ def sweep(models):
     gpu.save()
 
 
-def _logits16(cfg, w):
-    """A GraphDecoder captured with the current kernel settings and its logits of 16 greedy steps
-    from token 7 at position 0."""
-    from ggrun.backends.cuda import GraphDecoder
-
-    dec = GraphDecoder(cfg, w, n_ctx=4096, device="cuda")
-    dec.reset(1, 4095)
-    dec.capture()
-    dec.reset(7, 0)
-    seq = []
-    for _ in range(16):
-        dec.graph.replay()
-        seq.append(dec.logits.clone())
-    return dec, torch.stack(seq)
-
-
 @section
 def decode(models):
     """tg128 at positions 0 and 2048 for (old | new kernels) × (PDL off | on), one set of weights."""
@@ -125,7 +109,7 @@ def decode(models):
         for batch1, pdl in ((False, "off"), (True, "off"), (True, "end"), (True, "start")):
             mv.set_batch1_kernels(batch1)
             set_pdl(pdl)
-            dec, seq = _logits16(cfg, w)
+            dec, seq = greedy_logits(cfg, w)
             logits[(batch1, pdl)] = seq
             base = logits[(False, "off")]
             err = _rel(seq, base)
@@ -163,7 +147,7 @@ def pdl_repeat(models):
         runs = []
         for mode in ("off", "end", "off", "end"):
             set_pdl(mode)
-            dec, seq = _logits16(cfg, w)
+            dec, seq = greedy_logits(cfg, w)
             runs.append((mode, seq, _tps(dec, 0), _tps(dec, 2048)))
             del dec
             torch.cuda.empty_cache()

@@ -29,11 +29,27 @@ def tps(dec, pos: int, n: int = 128, reps: int = 3) -> float:
     return best
 
 
+def greedy_logits(cfg, w, n: int = 16):
+    """A GraphDecoder captured with the current kernel settings and its logits of n greedy steps
+    from token 7 at position 0: (decoder, logits [n, n_vocab])."""
+    from ggrun.backends.cuda import GraphDecoder
+
+    dec = GraphDecoder(cfg, w, n_ctx=4096, device="cuda")
+    dec.reset(1, 4095)
+    dec.capture()
+    dec.reset(7, 0)
+    seq = []
+    for _ in range(n):
+        dec.graph.replay()
+        seq.append(dec.logits.clone())
+    return dec, torch.stack(seq)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="deepseek-coder-6.7b,deepseek-coder-33b")
     a = ap.parse_args()
-    from ggrun.backends.cuda import GraphDecoder, prepare_stacks
+    from ggrun.backends.cuda import prepare_stacks
     from ggrun.kernels._common import set_pdl
     from ggrun.kernels.testing import synthetic_config, synthetic_llama
 
@@ -44,15 +60,8 @@ def main() -> int:
         res, logits = {}, {}
         for pdl in (False, True, False, True):
             set_pdl(pdl)
-            dec = GraphDecoder(cfg, w, n_ctx=4096, device="cuda")
-            dec.reset(1, 4095)
-            dec.capture()
-            dec.reset(7, 0)
-            seq = []
-            for _ in range(16):
-                dec.graph.replay()
-                seq.append(dec.logits.clone())
-            logits.setdefault(pdl, torch.stack(seq))
+            dec, seq = greedy_logits(cfg, w)
+            logits.setdefault(pdl, seq)
             r = (tps(dec, 0), tps(dec, 2048))
             res.setdefault(pdl, []).append(r)
             del dec
@@ -66,7 +75,7 @@ def main() -> int:
               flush=True)
         del w
         torch.cuda.empty_cache()
-    set_pdl(True)
+    set_pdl(False)
     return 0
 
 
