@@ -6,17 +6,11 @@ import numpy as np
 
 
 def byte_vocab() -> list[str]:
-    """GPT-2's byte→unicode map: 256 single-byte tokens, then a few specials."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    table = dict(zip(bs, cs))
-    return [chr(table[b]) for b in range(256)]
+    """GPT-2's byte→unicode map (``ggrun.convert.bytes_to_unicode``): the 256 single-byte tokens."""
+    from ggrun.convert import bytes_to_unicode
+
+    table = bytes_to_unicode()
+    return [table[b] for b in range(256)]
 
 
 def write_tiny_llama(path, n_layer=2, n_embd=64, n_head=4, n_head_kv=2, n_ff=128, arch="llama",
