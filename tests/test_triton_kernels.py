@@ -47,8 +47,36 @@ def test_pack_is_lossless(t, gen):
     raw = random_blocks(3, 512, t, device=DEV, generator=gen)
     p = layout.pack(raw, t)
     p.check()
-    assert p.n_bytes == raw.numel()
+    assert p.n_bytes == (p.n_groups * p.il if p.il else 3) * raw.shape[1]     # interleaved: whole row groups
     assert torch.equal(layout.unpack(p), raw)
+
+
+def test_interleaved_layout(gen):
+    """Q4_K's row interleave: word i of block b of row r lies at w[r // 32, (b·9 + i // 4)·128 +
+    (r % 32)·4 + i % 4]; the rows past n_out are zeros; 64 rows take exactly the file's bytes."""
+    from ggrun.kernels.testing import random_blocks
+
+    assert layout.INTERLEAVE.get(Q4_K) == 32
+    raw = random_blocks(37, 512, Q4_K, device=DEV, generator=gen)
+    p = layout.pack(raw, Q4_K)
+    words = raw.view(torch.int32)                                      # [37, 2 blocks · 36 words]
+    for r, b, i in ((0, 0, 0), (5, 1, 3), (31, 1, 35), (32, 0, 4), (36, 1, 17)):
+        assert p.w[r // 32, (b * 9 + i // 4) * 128 + (r % 32) * 4 + i % 4] == words[r, b * 36 + i]
+    assert not p.w[1].view(-1, 32, 4)[:, 5:].any()                      # rows 37..63: zero blocks
+    assert layout.pack(random_blocks(64, 512, Q4_K, device=DEV, generator=gen), Q4_K).n_bytes == 64 * 288
+    layout.set_interleave(Q4_K, 0)
+    try:
+        rm = layout.pack(raw, Q4_K)
+    finally:
+        layout.set_interleave(Q4_K, 32)
+    assert rm.il == 0 and torch.equal(rm.w, words)
+    # Q6_K: the d plane woven too (one f16 per block and row)
+    raw6 = random_blocks(37, 512, Q6_K, device=DEV, generator=gen)
+    p6 = layout.pack(raw6, Q6_K)
+    d = raw6.reshape(37, 2, 210)[:, :, 208:].contiguous().view(torch.float16)     # [37, 2, 1]
+    for r, b in ((0, 0), (31, 1), (36, 1)):
+        assert p6.d[r // 32, b * 32 + r % 32] == d[r, b, 0]
+    assert torch.equal(layout.unpack(p6), raw6)
 
 
 @pytest.mark.parametrize("t", TYPES, ids=IDS)
@@ -170,7 +198,11 @@ def test_matvec_batch1_kernels(t, gen):
     from ggrun.kernels.quantize_x import quantize_x
     from ggrun.kernels.testing import qx_dequant
 
-    _, p, W = _weights(t, 11, 5 * 256, gen)
+    layout.set_interleave(t, 0)                        # these kernels read row-major blocks
+    try:
+        _, p, W = _weights(t, 11, 5 * 256, gen)
+    finally:
+        layout.set_interleave(t, 32)
     qx = quantize_x(torch.randn(1, 5 * 256, device=DEV, generator=gen))
     ref = qx_dequant(qx) @ W.T
     for cfg, split in (((4, 2, 1, 0), 1), ((8, 4, 2, 1), 2), ((2, 1, 1, 1), 3), ((16, 2, 2, 2), 1), ((4, 2, 1, 3), 2)):
@@ -182,6 +214,39 @@ def test_matvec_batch1_kernels(t, gen):
             mv.set_batch1_kernels(True)
         assert rel(y1, ref) < 1e-5 and rel(y1, y0) < 1e-5, (cfg, split)
         base = torch.randn(1, 11, device=DEV, generator=gen)
+        acc = base.clone()
+        mv.matvec_q(p, qx, out=acc, acc=True, cfg=cfg, split=split)
+        assert rel(acc - base, ref) < 1e-4, (cfg, split)
+
+
+@pytest.mark.parametrize("t", [Q4_K, Q6_K], ids=["Q4_K", "Q6_K"])
+@pytest.mark.parametrize("M", [1, 3, 8])
+def test_matvec_interleaved(t, M, gen):
+    """The row-interleaved Q4_K/Q6_K kernels against the row-major general kernels and the
+    reference: a ragged last row group, a K range not a multiple of the lanes, lanes per warp 1-4,
+    split-K (atomics), accumulate."""
+    from ggrun.kernels import matvec as mv
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import qx_dequant
+
+    raw, p, W = _weights(t, 45, 5 * 256, gen)
+    layout.set_interleave(t, 0)
+    try:
+        rm = layout.pack(raw, t)
+    finally:
+        layout.set_interleave(t, 32)
+    assert p.il == 32 and rm.il == 0
+    qx = quantize_x(torch.randn(M, 5 * 256, device=DEV, generator=gen))
+    ref = qx_dequant(qx) @ W.T
+    mv.set_batch1_kernels(False)
+    try:
+        y0 = mv.matvec_q(rm, qx, cfg=(8, 2, 4, 0), split=1)
+    finally:
+        mv.set_batch1_kernels(True)
+    for cfg, split in (((32, 1, 1, 0), 1), ((32, 2, 1, 0), 2), ((32, 4, 2, 0), 1), ((32, 8, 2, 0), 3), (None, None)):
+        y = mv.matvec_q(p, qx, cfg=cfg, split=split)
+        assert rel(y, ref) < 1e-5 and rel(y, y0) < 1e-5, (cfg, split)
+        base = torch.randn(M, 45, device=DEV, generator=gen)
         acc = base.clone()
         mv.matvec_q(p, qx, out=acc, acc=True, cfg=cfg, split=split)
         assert rel(acc - base, ref) < 1e-4, (cfg, split)

@@ -288,10 +288,11 @@ def _nbytes(p) -> int:
 
 
 def _groups(ps: list) -> list[tuple[int, int]]:
-    """Runs of consecutive matrices with the same type and width: [(start, end), …]."""
+    """Runs of consecutive matrices that stack (``layout.stackable``: the same type, width and
+    layout): [(start, end), …]."""
     out, a = [], 0
     for i in range(1, len(ps) + 1):
-        if i == len(ps) or ps[i].ggml_type != ps[a].ggml_type or ps[i].n_in != ps[a].n_in:
+        if i == len(ps) or not layout.stackable(ps[a:i + 1]):
             out.append((a, i))
             a = i
     return out

@@ -18,8 +18,27 @@ from .layout import LAYOUTS, Packed
 
 
 @triton.jit
+def _word(w_ptr, row, stride_w, bi, i, WPB: tl.constexpr, IL: tl.constexpr):
+    """Address of word i of block bi of ``row``: row-major (IL = 0) or row-interleaved (layout.py)."""
+    if IL:
+        return w_ptr + (row // IL) * stride_w + (bi * (WPB // 4) + i // 4) * (IL * 4) + (row % IL) * 4 + i % 4
+    else:
+        return w_ptr + row * stride_w + bi * WPB + i
+
+
+@triton.jit
+def _field(d_ptr, row, stride_d, bi, IL: tl.constexpr):
+    """Address of block bi's d-plane entry (one f16, or one int32 of two) of ``row``."""
+    if IL:
+        return d_ptr + (row // IL) * stride_d + bi * IL + row % IL
+    else:
+        return d_ptr + row * stride_d + bi
+
+
+@triton.jit
 def _dequant_kernel(w_ptr, d_ptr, ids_ptr, y_ptr, R, NB, stride_w, stride_d, stride_y,
-                    TYPE: tl.constexpr, BR: tl.constexpr, BB: tl.constexpr, HAS_IDS: tl.constexpr, GDC: tl.constexpr):
+                    TYPE: tl.constexpr, BR: tl.constexpr, BB: tl.constexpr, HAS_IDS: tl.constexpr, IL: tl.constexpr,
+                    GDC: tl.constexpr):
     gdc_sync(GDC)
     r = tl.program_id(0) * BR + tl.arange(0, BR)[:, None, None]                  # [BR, 1, 1]
     rmask = r < R
@@ -36,15 +55,15 @@ def _dequant_kernel(w_ptr, d_ptr, ids_ptr, y_ptr, R, NB, stride_w, stride_d, str
         jj = e // 64
         hi = (e // 32) % 2
         l = e % 32
-        base = w_ptr + row * stride_w + bi * WPB                                # [BB, 1]
-        q = tl.load(base + QOFF + 8 * jj + l // 4, mask=bmask, other=0)         # [BB, 256]
+        q = tl.load(_word(w_ptr, row, stride_w, bi, QOFF + 8 * jj + l // 4, WPB, IL), mask=bmask, other=0)   # [BB, 256]
         q = (q >> (8 * (l % 4) + 4 * hi)) & 0xF
         if TYPE == 13:
-            qh = tl.load(base + 4 + l // 4, mask=bmask, other=0)
+            qh = tl.load(_word(w_ptr, row, stride_w, bi, 4 + l // 4, WPB, IL), mask=bmask, other=0)
             q |= ((qh >> (8 * (l % 4) + 2 * jj + hi)) & 1) << 4
-        w0 = tl.load(base, mask=bmask, other=0)
-        sca, scb, mna, mnb = kq_scales(tl.load(base + 1, mask=bmask, other=0), tl.load(base + 2, mask=bmask, other=0),
-                                       tl.load(base + 3, mask=bmask, other=0), jj)
+        w0 = tl.load(_word(w_ptr, row, stride_w, bi, 0, WPB, IL), mask=bmask, other=0)
+        sca, scb, mna, mnb = kq_scales(tl.load(_word(w_ptr, row, stride_w, bi, 1, WPB, IL), mask=bmask, other=0),
+                                       tl.load(_word(w_ptr, row, stride_w, bi, 2, WPB, IL), mask=bmask, other=0),
+                                       tl.load(_word(w_ptr, row, stride_w, bi, 3, WPB, IL), mask=bmask, other=0), jj)
         sc = tl.where(hi == 0, sca, scb).to(tl.float32)
         mn = tl.where(hi == 0, mna, mnb).to(tl.float32)
         y = (f16_lo(w0) * sc) * q.to(tl.float32) - f16_hi(w0) * mn
@@ -54,16 +73,15 @@ def _dequant_kernel(w_ptr, d_ptr, ids_ptr, y_ptr, R, NB, stride_w, stride_d, str
         h = e // 128
         g = (e % 128) // 32
         l = e % 32
-        base = w_ptr + row * stride_w + bi * 52
-        ql = tl.load(base + (64 * h + l + 32 * (g % 2)) // 4, mask=bmask, other=0)
+        ql = tl.load(_word(w_ptr, row, stride_w, bi, (64 * h + l + 32 * (g % 2)) // 4, 52, IL), mask=bmask, other=0)
         ql = (ql >> (8 * (l % 4) + 4 * (g // 2))) & 0xF
-        qh = tl.load(base + 32 + (32 * h + l) // 4, mask=bmask, other=0)
+        qh = tl.load(_word(w_ptr, row, stride_w, bi, 32 + (32 * h + l) // 4, 52, IL), mask=bmask, other=0)
         qh = (qh >> (8 * (l % 4) + 2 * g)) & 3
         q = (ql | (qh << 4)) - 32
         si = 8 * h + l // 16 + 2 * g
-        sc = (tl.load(base + 48 + si // 4, mask=bmask, other=0) >> (8 * (si % 4))) & 0xFF
+        sc = (tl.load(_word(w_ptr, row, stride_w, bi, 48 + si // 4, 52, IL), mask=bmask, other=0) >> (8 * (si % 4))) & 0xFF
         sc = (sc ^ 0x80) - 0x80
-        d = tl.load(d_ptr + row * stride_d + bi, mask=bmask, other=0.0).to(tl.float32)
+        d = tl.load(_field(d_ptr, row, stride_d, bi, IL), mask=bmask, other=0.0).to(tl.float32)
         y = (d * sc.to(tl.float32)) * q.to(tl.float32)
         NE: tl.constexpr = 256
     elif TYPE == 8:  # Q8_0
@@ -146,11 +164,13 @@ def dequantize(p: Packed, ids: torch.Tensor | None = None, dtype: torch.dtype = 
     if R == 0:
         return out
     bb, br = (4 if bs == 256 else 32), 1
+    if p.il and ids is None:     # interleaved: 4 neighbouring rows per program read whole 32-byte sectors
+        bb, br = 1, 4
     if interpreting():  # few programs: the interpreter runs them one by one
         bb, br = triton.next_power_of_2(NB), min(64, triton.next_power_of_2(R))
     d = p.d_words if p.d is not None else p.w
     grid = (triton.cdiv(R, br), triton.cdiv(NB, bb))
     _dequant_kernel[grid](p.w, d, ids if ids is not None else p.w, out, R, NB, p.w.stride(0),
-                          d.stride(0), out.stride(0), TYPE=t, BR=br, BB=bb, HAS_IDS=ids is not None, num_warps=4,
+                          d.stride(0), out.stride(0), TYPE=t, BR=br, BB=bb, HAS_IDS=ids is not None, IL=p.il, num_warps=4,
                           **pdl_kw())
     return out

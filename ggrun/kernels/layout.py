@@ -23,6 +23,18 @@ Rows of the types with WPB a multiple of 4 are whole 16-byte units (the kernels 
 so: vector loads); Q5_0, Q5_1 and Q3_K blocks are only word-aligned (and their rows 16-byte
 units only when the number of blocks is a multiple of 4).
 
+**Row interleave** (``il`` = 32; Q4_K and Q6_K by default, ``INTERLEAVE``): the words of 32 rows are
+woven together 16 bytes at a time, so that the 32 threads of a warp, one per row, read 512
+contiguous bytes per load, and every thread needs the same activation words (one broadcast)::
+
+    w: int32 [G, n_blocks * WPB * 32], G = ceil(n_out / 32) row groups
+    word i of block b of row r  at  w[r // 32, (b * WPB/4 + i // 4) * 128 + (r % 32) * 4 + i % 4]
+    d: float16 [G, n_blocks * 32 * ND]: field f of block b of row r at d[r // 32, (b * 32 + r % 32) * ND + f]
+
+The rows past n_out of the last group are zero blocks. (Row-major, each thread loads its own
+copy of the activations and block headers: measured on the H200, the batch-1 Q4_K kernel was
+then bound by L1 traffic, about 3× the weight bytes, at 55–69% of the DRAM bandwidth.)
+
 ``unpack`` gives the GGUF bytes back (the tests check it).
 """
 
@@ -48,6 +60,9 @@ LAYOUTS: dict[int, tuple[int, int, int, int]] = {
     Q2_K: (256, 84, 20, 80),
     Q3_K: (256, 110, 27, 108),
 }
+# type → rows per interleave group for ``pack`` (see above); ``set_interleave`` changes it (A/B runs)
+INTERLEAVE: dict[int, int] = {Q4_K: 32, Q6_K: 32}
+IL = 32
 TYPE_NAMES = {Q4_0: "Q4_0", Q4_1: "Q4_1", Q5_0: "Q5_0", Q5_1: "Q5_1", Q8_0: "Q8_0", Q2_K: "Q2_K", Q3_K: "Q3_K",
               Q4_K: "Q4_K", Q5_K: "Q5_K", Q6_K: "Q6_K"}
 
@@ -58,6 +73,18 @@ def n_fields(ggml_type: int) -> int:
     return (ts - 4 * wpb) // 2
 
 
+IL_TYPES = (Q4_K, Q6_K)      # the types whose kernels (matvec, dequant) read the interleave
+
+
+def set_interleave(ggml_type: int, rows: int) -> None:
+    """Pack ``ggml_type`` (one of IL_TYPES) from now on row-interleaved (rows = 32) or row-major (0)."""
+    assert rows in (0, IL) and (not rows or int(ggml_type) in IL_TYPES), (ggml_type, rows)
+    if rows:
+        INTERLEAVE[int(ggml_type)] = rows
+    else:
+        INTERLEAVE.pop(int(ggml_type), None)
+
+
 @dataclass
 class Packed:
     """One weight matrix [n_out, n_in] on the device, in the kernels' layout."""
@@ -65,8 +92,9 @@ class Packed:
     ggml_type: int
     n_out: int
     n_in: int
-    w: torch.Tensor                 # int32 [n_out, n_blocks * WPB], contiguous
+    w: torch.Tensor                 # int32 [n_out, n_blocks * WPB] (il = 0) or [G, n_blocks * WPB * il]
     d: torch.Tensor | None          # float16 [n_out, n_blocks * ND] or None
+    il: int = 0                     # rows per interleave group (0: row-major)
 
     @property
     def n_blocks(self) -> int:
@@ -88,16 +116,24 @@ class Packed:
     def n_bytes(self) -> int:
         return self.w.numel() * 4 + (self.d.numel() * 2 if self.d is not None else 0)
 
+    @property
+    def n_groups(self) -> int:
+        """Row groups of an interleaved matrix: ceil(n_out / il)."""
+        return -(-self.n_out // self.il)
+
     def check(self) -> None:
         """Assert the layout the kernels rely on (dtypes, shapes, contiguity)."""
         bs, _, wpb, doff = LAYOUTS[self.ggml_type]
         assert self.n_in % bs == 0, (self.n_in, bs)
         nb = self.n_in // bs
         assert self.w.dtype == torch.int32 and self.w.is_contiguous(), (self.w.dtype, self.w.stride())
-        assert tuple(self.w.shape) == (self.n_out, nb * wpb), (tuple(self.w.shape), self.n_out, nb * wpb)
+        shape = (self.n_groups, nb * wpb * self.il) if self.il else (self.n_out, nb * wpb)
+        assert tuple(self.w.shape) == shape, (tuple(self.w.shape), shape)
         if doff >= 0:
             assert self.d is not None and self.d.dtype == torch.float16 and self.d.is_contiguous()
-            assert tuple(self.d.shape) == (self.n_out, nb * n_fields(self.ggml_type))
+            nd = n_fields(self.ggml_type)
+            dshape = (self.n_groups, nb * nd * self.il) if self.il else (self.n_out, nb * nd)
+            assert tuple(self.d.shape) == dshape, (tuple(self.d.shape), dshape)
             assert self.d.device == self.w.device
         else:
             assert self.d is None
@@ -109,8 +145,9 @@ def supported(ggml_type: int) -> bool:
 
 def pack(data, ggml_type: int, device=None) -> Packed:
     """Raw GGUF rows (uint8 [n_out, row_bytes]: numpy memmap or torch tensor) → ``Packed``
-    on ``device`` (the re-layout runs there)."""
+    on ``device`` (the re-layout runs there), row-interleaved for the types of ``INTERLEAVE``."""
     ggml_type = int(ggml_type)
+    il = INTERLEAVE.get(ggml_type, 0)
     if ggml_type not in LAYOUTS:
         raise ValueError(f"no GPU layout for ggml type {ggml_type}")
     bs, ts, wpb, doff = LAYOUTS[ggml_type]
@@ -127,44 +164,84 @@ def pack(data, ggml_type: int, device=None) -> Packed:
     blocks = data.reshape(n_out, nb, ts)
     if doff < 0:
         w = blocks.contiguous().view(torch.int32).reshape(n_out, nb * wpb)
-        return Packed(ggml_type, n_out, nb * bs, w, None)
+        return _interleave(Packed(ggml_type, n_out, nb * bs, w, None), il)
     nd = n_fields(ggml_type)
     end = doff + 2 * nd
     body = torch.cat([blocks[..., :doff], blocks[..., end:]], dim=-1) if doff else blocks[..., end:]
     w = body.contiguous().view(torch.int32).reshape(n_out, nb * wpb)
     d = blocks[..., doff:end].contiguous().view(torch.float16).reshape(n_out, nb * nd)
-    return Packed(ggml_type, n_out, nb * bs, w, d)
+    return _interleave(Packed(ggml_type, n_out, nb * bs, w, d), il)
+
+
+def _weave(t: torch.Tensor, il: int, unit: int) -> torch.Tensor:
+    """Rows [n, nb * unit] → row groups [G, nb * il * unit] (units of ``il`` rows side by side; the
+    rows past n zeros)."""
+    n, width = t.shape
+    g = -(-n // il)
+    padded = t.new_zeros(g * il, width)
+    padded[:n] = t
+    return padded.reshape(g, il, width // unit, unit).permute(0, 2, 1, 3).reshape(g, width * il).contiguous()
+
+
+def _unweave(t: torch.Tensor, n: int, il: int, unit: int) -> torch.Tensor:
+    g, width = t.shape
+    return t.reshape(g, width // (il * unit), il, unit).permute(0, 2, 1, 3).reshape(g * il, width // il)[:n].contiguous()
+
+
+def _interleave(p: Packed, il: int) -> Packed:
+    """A row-major ``Packed`` woven by ``il`` rows (0: as it is): the words 4 at a time, the d
+    plane one block's fields at a time."""
+    if not il:
+        return p
+    assert p.wpb % 4 == 0, p.wpb
+    d = _weave(p.d, il, n_fields(p.ggml_type)) if p.d is not None else None
+    return Packed(p.ggml_type, p.n_out, p.n_in, _weave(p.w, il, 4), d, il)
 
 
 def unpack(p: Packed) -> torch.Tensor:
     """``Packed`` → the GGUF bytes, uint8 [n_out, row_bytes] (on the same device)."""
     bs, ts, wpb, doff = LAYOUTS[p.ggml_type]
     nb = p.n_in // bs
-    body = p.w.reshape(p.n_out, nb, wpb).view(torch.uint8)
+    w, d = p.w, p.d
+    if p.il:
+        w = _unweave(w, p.n_out, p.il, 4)
+        d = _unweave(d, p.n_out, p.il, n_fields(p.ggml_type)) if d is not None else None
+    body = w.reshape(p.n_out, nb, wpb).view(torch.uint8)
     if doff < 0:
         return body.reshape(p.n_out, nb * ts).clone()
-    d = p.d.reshape(p.n_out, nb, n_fields(p.ggml_type)).view(torch.uint8)
+    d = d.reshape(p.n_out, nb, n_fields(p.ggml_type)).view(torch.uint8)
     parts = [body[..., :doff], d, body[..., doff:]]
     return torch.cat(parts, dim=-1).reshape(p.n_out, nb * ts)
 
 
 def concat(ps: list[Packed]) -> tuple[Packed, list[Packed]]:
-    """Several matrices of one type and width stacked by rows (fused QKV, gate/up).
+    """Several matrices of one type, width and layout stacked by rows (fused QKV, gate/up).
 
     Returns the stacked matrix and each part again as a row slice of it: keep the slices
-    instead of the inputs and the memory is not doubled."""
-    t, k = ps[0].ggml_type, ps[0].n_in
-    assert all(p.ggml_type == t and p.n_in == k for p in ps)
-    view = _adjacent_rows(ps)
+    instead of the inputs and the memory is not doubled. Interleaved parts but the last must
+    have whole row groups (``stackable``)."""
+    t, k, il = ps[0].ggml_type, ps[0].n_in, ps[0].il
+    assert stackable(ps), [(p.ggml_type, p.n_in, p.il, p.n_out) for p in ps]
+    n = sum(p.n_out for p in ps)
+    view = _adjacent_rows(ps, n)
     if view is not None:          # already consecutive rows of one buffer (stacked before): no copy
         return view, list(ps)
     w = torch.cat([p.w for p in ps], 0)
     d = torch.cat([p.d for p in ps], 0) if ps[0].d is not None else None
     parts, a = [], 0
     for p in ps:
-        parts.append(Packed(t, p.n_out, k, w[a:a + p.n_out], d[a:a + p.n_out] if d is not None else None))
+        wa, wn = (a // il, p.n_groups) if il else (a, p.n_out)
+        parts.append(Packed(t, p.n_out, k, w[wa:wa + wn], d[wa:wa + wn] if d is not None else None, il))
         a += p.n_out
-    return Packed(t, a, k, w, d), parts
+    return Packed(t, a, k, w, d, il), parts
+
+
+def stackable(ps: list[Packed]) -> bool:
+    """Whether ``concat`` can stack these: one type, width and layout, and (interleaved) every
+    part but the last a whole number of row groups."""
+    p0 = ps[0]
+    return all(p.ggml_type == p0.ggml_type and p.n_in == p0.n_in and p.il == p0.il for p in ps) and \
+        (not p0.il or all(p.n_out % p0.il == 0 for p in ps[:-1]))
 
 
 def _rows_view(ts: list[torch.Tensor]) -> torch.Tensor | None:
@@ -181,7 +258,7 @@ def _rows_view(ts: list[torch.Tensor]) -> torch.Tensor | None:
     return t0.as_strided((sum(t.shape[0] for t in ts), t0.shape[1]), t0.stride(), t0.storage_offset())
 
 
-def _adjacent_rows(ps: list[Packed]) -> Packed | None:
+def _adjacent_rows(ps: list[Packed], n_out: int) -> Packed | None:
     w = _rows_view([p.w for p in ps])
     if w is None:
         return None
@@ -190,4 +267,4 @@ def _adjacent_rows(ps: list[Packed]) -> Packed | None:
         d = _rows_view([p.d for p in ps])
         if d is None:
             return None
-    return Packed(ps[0].ggml_type, w.shape[0], ps[0].n_in, w, d)
+    return Packed(ps[0].ggml_type, n_out, ps[0].n_in, w, d, ps[0].il)

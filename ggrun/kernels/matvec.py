@@ -192,6 +192,88 @@ def _mv_q4k_1(w_ptr, xq_ptr, g_ptr, y_ptr, N, NB, bps, stride_w4, stride_ym, BN:
     _store(res, y_ptr, rows, rmask, 1, 1, stride_ym, ACC, ATOMIC)
 
 
+@triton.jit
+def _ld_q4k_il(wb):
+    """The 9 chunks of the blocks at ``wb`` [S, 128] (word addresses of chunk 0): the header (d,
+    dmin · scales) and, per 64-group, quant words 0-3 and 4-7, each [S, 128]."""
+    return (tl.load(wb), tl.load(wb + 128), tl.load(wb + 256), tl.load(wb + 384), tl.load(wb + 512),
+            tl.load(wb + 640), tl.load(wb + 768), tl.load(wb + 896), tl.load(wb + 1024))
+
+
+@triton.jit
+def _c_q4k_il(q0, q1, xq_ptr, g_ptr, xrow, grow, bi, d, dmin, h1, h2, h3, v, jj: tl.constexpr, ASM: tl.constexpr):
+    """64-group jj of the blocks ``bi`` (d, dmin and scale words h1-h3: [S, 32]) against the
+    activations: [S, 32]."""
+    xo = xrow + bi * 64 + jj * 16
+    xa0 = tl.load(xq_ptr + xo)
+    xa1 = tl.load(xq_ptr + xo + 4)
+    xb0 = tl.load(xq_ptr + xo + 8)
+    xb1 = tl.load(xq_ptr + xo + 12)
+    gx = tl.reshape(tl.load(g_ptr + (grow + bi * 16 + jj * 4)), (q0.shape[0], 32, 4))  # d_a, d_b, d_a·Σa, d_b·Σb
+    # high nibbles kept in place: 16·Σ from dp4a.u32, the 1/16 goes into the scale
+    ib = dp4a_hi_acc(q1 & -252645136, xb1, dp4a_hi(q0 & -252645136, xb0, ASM), ASM)
+    ia = dp4a_acc(q1 & 0x0F0F0F0F, xa1, dp4a(q0 & 0x0F0F0F0F, xa0, ASM), ASM)
+    ib = tl.sum(tl.reshape(ib, (q0.shape[0], 32, 4)), axis=2)                         # [S, 32]
+    ia = tl.sum(tl.reshape(ia, (q0.shape[0], 32, 4)), axis=2)
+    sca, scb, mna, mnb = kq_scales(h1, h2, h3, jj)
+    t = lane(gx, v, 0) * (sca * ia).to(tl.float32) + lane(gx, v, 1) * 0.0625 * (scb * ib).to(tl.float32)
+    u = lane(gx, v, 2) * mna.to(tl.float32) + lane(gx, v, 3) * mnb.to(tl.float32)
+    return d * t - dmin * u
+
+
+@triton.jit(do_not_specialize=["N", "NB", "bps", "stride_g4", "stride_ym"])
+def _mv_q4k_il(w_ptr, xq_ptr, g_ptr, y_ptr, N, NB, bps, stride_g4, stride_xq, stride_gx, stride_ym,
+               M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr,
+               PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
+    """Q4_K, row-interleaved (layout.py: 32 rows woven 16 bytes at a time), any batch M ≤ 8.
+
+    A program owns one group of 32 rows, one row per thread of a warp, and S = MP·KS lanes
+    (tile axis 0, spread over the warps): lane s works for token s // KS on every KS-th block.
+    Each weight load of a warp is 512 contiguous bytes; each activation load is one address
+    for the whole warp (a broadcast); a thread's integer sums and the scales stay in its
+    registers, and the lanes' sums meet once, after the K loop (a fixed order: deterministic).
+    Blocks past the program's range are clamped to valid ones and dropped."""
+    S: tl.constexpr = MP * KS
+    gdc_launch(GDC == 1)
+    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, 32)
+    # tiles [S, 128]: a lane's 32 rows × 4 words as one contiguous axis, so that Triton lays the
+    # threads along it (16 bytes each) and the warps along the lanes; [S, 32, 4] views for the sums
+    s = tl.arange(0, S)[:, None]                                                        # [S, 1] lanes
+    e = tl.arange(0, 128)[None, :]                                                      # [1, 128] row·4 + word
+    v = tl.arange(0, 4)[None, None, :]
+    m = tl.minimum(s // KS, M - 1)
+    wrow = w_ptr + tl.program_id(0).to(tl.int64) * stride_g4 * 4 + e                    # × 4: 16-byte groups
+    xrow = m * stride_xq + e % 4                                                        # [S, 128]: same per row
+    grow = m * stride_gx + e % 4
+    acc = tl.zeros([S, 32], tl.float32)
+    if PF:
+        hd, q00, q01, q10, q11, q20, q21, q30, q31 = _ld_q4k_il(wrow + tl.minimum(b_lo + s % KS, b_hi - 1) * 1152)
+    gdc_wait(GDC != 0)
+    for kb in range(b_lo, b_hi, KS):
+        bi = tl.minimum(kb + s % KS, b_hi - 1)                                          # [S, 1]
+        if PF:   # the next step's weights are in flight while this step computes
+            nhd, n00, n01, n10, n11, n20, n21, n30, n31 = _ld_q4k_il(wrow + tl.minimum(kb + KS + s % KS, b_hi - 1) * 1152)
+        else:
+            hd, q00, q01, q10, q11, q20, q21, q30, q31 = _ld_q4k_il(wrow + bi * 1152)
+        hd3 = tl.reshape(hd, (S, 32, 4))                                                # d, dmin · scales[12]
+        w0 = lane(hd3, v, 0)
+        d = f16_lo(w0)
+        dmin = f16_hi(w0)
+        h1 = lane(hd3, v, 1)
+        h2 = lane(hd3, v, 2)
+        h3 = lane(hd3, v, 3)
+        c = _c_q4k_il(q00, q01, xq_ptr, g_ptr, xrow, grow, bi, d, dmin, h1, h2, h3, v, 0, ASM)
+        c += _c_q4k_il(q10, q11, xq_ptr, g_ptr, xrow, grow, bi, d, dmin, h1, h2, h3, v, 1, ASM)
+        c += _c_q4k_il(q20, q21, xq_ptr, g_ptr, xrow, grow, bi, d, dmin, h1, h2, h3, v, 2, ASM)
+        c += _c_q4k_il(q30, q31, xq_ptr, g_ptr, xrow, grow, bi, d, dmin, h1, h2, h3, v, 3, ASM)
+        if PF:
+            hd, q00, q01, q10, q11, q20, q21, q30, q31 = nhd, n00, n01, n10, n11, n20, n21, n30, n31
+        acc += tl.where(kb + s % KS < b_hi, c, 0.0)
+    gdc_launch(GDC == 2)
+    res = tl.sum(tl.reshape(acc, (MP, KS, 32)), axis=1)                                 # [MP, 32]
+    _store(res, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
+
+
 # --- Q6_K -------------------------------------------------------------------------------
 
 @triton.jit
@@ -285,6 +367,60 @@ def _mv_q6k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, 
     if M == 1:
         acc += tl.sum(tl.sum(tl.sum(acc4, axis=3), axis=2), axis=1)[None, :]
     _store(acc, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
+
+
+@triton.jit(do_not_specialize=["N", "NB", "bps", "stride_g4", "stride_dg", "stride_ym"])
+def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_g4, stride_dg, stride_xq, stride_xd,
+               stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr, ACC: tl.constexpr,
+               ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
+    """Q6_K, row-interleaved, any batch M ≤ 8: as ``_mv_q4k_il`` (one row per thread, lanes over
+    warps, [S, 128] tiles). A block is 13 chunks: ql (8), qh (4), scales (1); its d sits in the
+    interleaved d plane. Per (half h, 16-column i) the thread holds the ql/qh words of its row and
+    forms the four 32-value groups g in place (``_q6k_group``); Σ (q − 32)·x = dot − 32·Σx."""
+    S: tl.constexpr = MP * KS
+    gdc_launch(GDC == 1)
+    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, 32)
+    s = tl.arange(0, S)[:, None]                                                        # [S, 1] lanes
+    e = tl.arange(0, 128)[None, :]                                                      # [1, 128] row·4 + word
+    v = tl.arange(0, 4)[None, None, :]
+    m = tl.minimum(s // KS, M - 1)
+    g0 = tl.program_id(0).to(tl.int64)
+    wrow = w_ptr + g0 * stride_g4 * 4 + e
+    drow = d_ptr + g0 * stride_dg + (e // 16) * 4 + e % 4                               # rows 4(r//4) .. +3: f16 × 4
+    r4 = (tl.arange(0, 32) % 4)[None, :, None]
+    xrow = m * stride_xq + e % 4
+    xdrow = m * stride_xd + e % 4
+    xsrow = m * stride_xs + e % 4
+    acc = tl.zeros([S, 32], tl.float32)
+    gdc_wait(GDC != 0)
+    for kb in range(b_lo, b_hi, KS):
+        bi = tl.minimum(kb + s % KS, b_hi - 1)                                          # [S, 1]
+        wb = wrow + bi * 1664                                                           # 13 chunks × 128 words
+        d4 = tl.reshape(tl.load(drow + bi * 32), (S, 32, 4)).to(tl.float32)             # the d of 4 rows
+        d = tl.sum(tl.where(v == r4, d4, 0.0), axis=2)                                  # [S, 32]: this row's
+        scw = tl.reshape(tl.load(wb + 12 * 128), (S, 32, 4))                            # scales[16]
+        tot = tl.zeros([S, 32], tl.float32)
+        for h in tl.static_range(2):
+            xd4 = tl.reshape(tl.load(xd_ptr + (xdrow + bi * 8 + 4 * h)), (S, 32, 4))      # per 32: g
+            xs_a = tl.reshape(tl.load(xs_ptr + (xsrow + bi * 16 + 8 * h)), (S, 32, 4))    # per 16: g 0-1
+            xs_b = tl.reshape(tl.load(xs_ptr + (xsrow + bi * 16 + 8 * h + 4)), (S, 32, 4))  # g 2-3
+            sw_a = lane(scw, v, 2 * h)
+            sw_b = lane(scw, v, 2 * h + 1)
+            for i in tl.static_range(2):
+                qla = tl.load(wb + (4 * h + i) * 128)                                   # ql[64h + 16i ..]
+                qlb = tl.load(wb + (4 * h + 2 + i) * 128)                               # ql[64h + 32 + 16i ..]
+                qh = tl.load(wb + (8 + 2 * h + i) * 128)                                # qh[32h + 16i ..]
+                for g in tl.static_range(4):
+                    xw = tl.load(xq_ptr + (xrow + bi * 64 + 32 * h + 8 * g + 4 * i))
+                    dot = tl.sum(tl.reshape(dp4a(_q6k_group(qla, qlb, qh, g), xw, ASM), (S, 32, 4)), axis=2)
+                    sw = sw_a if g < 2 else sw_b
+                    sc = ((((sw >> (8 * ((2 * g + i) % 4))) & 0xFF) ^ 0x80) - 0x80).to(tl.float32)
+                    sx = lane(xs_a if g < 2 else xs_b, v, 2 * (g % 2) + i)
+                    tot += sc * (dot.to(tl.float32) - 32.0 * sx) * lane(xd4, v, g)
+        acc += tl.where(kb + s % KS < b_hi, tot * d, 0.0)
+    gdc_launch(GDC == 2)
+    res = tl.sum(tl.reshape(acc, (MP, KS, 32)), axis=1)                                 # [MP, 32]
+    _store(res, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
 
 
 @triton.jit
@@ -486,24 +622,66 @@ H200_1: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {
     (Q4_K, 22016, 4096): ((8, 2, 1, 0), 1), (Q4_K, 4096, 11008): ((4, 4, 1, 0), 1),
     (Q6_K, 4096, 11008): ((2, 4, 1, 1), 1), (Q6_K, 32256, 4096): ((4, 2, 1, 3), 1),
 }
+# The row-interleaved Q4_K and Q6_K kernels (``_mv_q4k_il``, ``_mv_q6k_il``, every batch size):
+# cfg = (32 rows, KS lanes of blocks per step, warps, PF: Q4_K's prefetch of the next step);
+# for M > 1 the lanes are KS per token. Defaults: the most frequent winners of the H200 sweep.
+DEFAULT_CFG_IL = {Q4_K: (32, 16, 8, 0), Q6_K: (32, 8, 8, 0)}
+DEFAULT_CFG_IL_BATCH = {Q4_K: (32, 2, 8, 0), Q6_K: (32, 2, 8, 0)}
+# (type, N, K) → (cfg, split): the DeepSeek Coder 33B / 6.7B Q4_K_M decode shapes, H200, 2026-11-30
+# (session 4's sweep, benchmarks/gpu_decode_ab.py, device call M in gpu_results.md); split-K (atomics:
+# the order of the parts' sums varies) only where it gains ≥ 5 %: the thin Q6_K matrices
+H200_IL: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {
+    (Q4_K, 7168, 7168): ((32, 16, 8, 0), 1), (Q4_K, 9216, 7168): ((32, 8, 8, 1), 1),
+    (Q4_K, 8192, 7168): ((32, 8, 8, 0), 1), (Q6_K, 1024, 7168): ((32, 8, 8, 0), 4),
+    (Q4_K, 38400, 7168): ((32, 16, 4, 1), 1), (Q4_K, 7168, 19200): ((32, 16, 8, 0), 1),
+    (Q6_K, 7168, 19200): ((32, 8, 8, 0), 2), (Q6_K, 32256, 7168): ((32, 2, 2, 0), 1),
+    (Q4_K, 4096, 4096): ((32, 16, 8, 1), 1), (Q4_K, 12288, 4096): ((32, 8, 8, 1), 1),
+    (Q4_K, 8192, 4096): ((32, 16, 8, 0), 1), (Q6_K, 4096, 4096): ((32, 8, 8, 0), 4),
+    (Q4_K, 22016, 4096): ((32, 4, 4, 1), 1), (Q4_K, 4096, 11008): ((32, 16, 8, 1), 1),
+    (Q6_K, 4096, 11008): ((32, 16, 8, 0), 4), (Q6_K, 32256, 4096): ((32, 8, 8, 0), 1),
+}
 _BATCH1 = {"on": True}
 
 
 def set_batch1_kernels(on: bool) -> None:
-    """Batch 1 of Q4_K/Q6_K through their batch-1 kernels (default) or, for A/B runs, through
-    the general kernels (session 2's); ``set_tuned`` and the tile tables follow the choice."""
+    """Batch 1 of row-major Q4_K/Q6_K through their batch-1 kernels (default) or, for A/B runs,
+    through the general kernels (session 2's); ``set_tuned`` and the tile tables follow the choice."""
     _BATCH1["on"] = bool(on)
 
 
-def _is_batch1(t: int, M: int, qx: QX) -> bool:
-    return M == 1 and _BATCH1["on"] and t in BATCH1_TYPES and (t != Q4_K or qx.g.shape[1] > 0)   # Q4_K: QX.g
+def _family(t: int, il: int, M: int, qx: QX | None = None) -> str:
+    """Which kernel runs a product: "il" (row-interleaved weights), "b1" (a batch-1 kernel) or
+    "gen" (the general kernels)."""
+    if il:
+        return "il"
+    b1 = M == 1 and _BATCH1["on"] and t in BATCH1_TYPES and (t != Q4_K or qx is None or qx.g.shape[1] > 0)
+    return "b1" if b1 else "gen"
 
 
 def set_tuned(ggml_type: int, n_out: int, n_in: int, cfg, split: int = 1) -> None:
     """Use ``cfg`` (and ``split``) for batch-1 products with this type and shape from now on
-    (for the kernel family that ``set_batch1_kernels`` selects now)."""
+    (for the kernel that the type's layout, ``layout.INTERLEAVE``, and ``set_batch1_kernels`` pick now)."""
+    from .layout import INTERLEAVE
+
     t = int(ggml_type)
-    TUNED[(t, n_out, n_in, _BATCH1["on"] and t in BATCH1_TYPES)] = (_cfg4(cfg), int(split))
+    TUNED[(t, n_out, n_in, _family(t, INTERLEAVE.get(t, 0), 1))] = (_cfg4(cfg), int(split))
+
+
+def _default_cfg(t: int, fam: str, N: int, K: int, M: int) -> tuple[tuple, int | None]:
+    """The tile (and split, None: ``pick_split``) for a product nobody set: TUNED, then the H200
+    table of the kernel family (batch 1), then the family's defaults."""
+    if M == 1:
+        tuned = TUNED.get((t, N, K, fam)) or \
+            (None if interpreting() else {"il": H200_IL, "b1": H200_1, "gen": H200}[fam].get((t, N, K)))
+        if tuned is not None:
+            return tuned
+    if fam == "il":
+        return (DEFAULT_CFG_IL if M == 1 else DEFAULT_CFG_IL_BATCH)[t], None
+    thin, wide = (THIN_CFG_1, DEFAULT_CFG_1) if fam == "b1" else (THIN_CFG, DEFAULT_CFG)
+    cfg = (DEFAULT_CFG_BATCH if M > 1 else thin if N <= THIN_ROWS else wide)[t]
+    if interpreting():     # few programs: the interpreter runs them one by one
+        cfg = (max(cfg[0], min(512, triton.next_power_of_2(N))), *cfg[1:])
+    return cfg, None
 
 
 def _cfg4(cfg) -> tuple[int, int, int, int]:
@@ -532,19 +710,13 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     dev = p.w.device
     assert qx.q.device == dev and qx.q.is_contiguous() and qx.d.is_contiguous() and qx.s.is_contiguous()
     t = p.ggml_type
-    b1 = _is_batch1(t, M, qx)
+    fam = _family(t, p.il, M, qx)
     if cfg is None:
-        tuned = None
-        if M == 1:
-            tuned = TUNED.get((t, N, K, b1)) or (None if interpreting() else (H200_1 if b1 else H200).get((t, N, K)))
-        if tuned is not None:
-            cfg, split = tuned[0], (tuned[1] if split is None else split)
-        else:
-            thin, wide = (THIN_CFG_1, DEFAULT_CFG_1) if b1 else (THIN_CFG, DEFAULT_CFG)
-            cfg = (DEFAULT_CFG_BATCH if M > 1 else thin if N <= THIN_ROWS else wide)[t]
-            if interpreting():     # few programs: the interpreter runs them one by one
-                cfg = (max(cfg[0], min(512, triton.next_power_of_2(N))), *cfg[1:])
+        cfg, tsplit = _default_cfg(t, fam, N, K, M)
+        split = tsplit if split is None else split
     bn, bb, warps, pf = _cfg4(cfg)
+    if fam == "il":
+        bn = p.il                                              # a program: one group of rows
     if split is None:
         split = pick_split(N, NB, bn, bb)
     steps = triton.cdiv(NB, bb)
@@ -560,8 +732,20 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     ws = p.w.stride(0)
     xw = qx.words
     grid = (triton.cdiv(N, bn), split)
-    kw = dict(BN=bn, BB=bb, ACC=acc, ATOMIC=split > 1, PF=int(pf) if b1 else bool(pf & 1), ASM=use_asm(),
-              num_warps=warps, **pdl_kw())
+    b1 = fam == "b1"
+    kw = dict(ACC=acc, ATOMIC=split > 1, PF=int(pf) if b1 else bool(pf & 1), ASM=use_asm(), num_warps=warps, **pdl_kw())
+    if fam == "il":
+        ilkw = dict(M=M, MP=triton.next_power_of_2(M), KS=bb, **kw)
+        if t == Q4_K:
+            assert qx.g.shape[1] > 0, qx.g.shape
+            _mv_q4k_il[grid](p.w, xw, qx.g, out, N, NB, bps, ws // 4, xw.stride(0), qx.g.stride(0), out.stride(0),
+                             **ilkw)
+        else:
+            assert t == Q6_K, t
+            _mv_q6k_il[grid](p.w, p.d, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0),
+                             qx.d.stride(0), qx.s.stride(0), out.stride(0), **ilkw)
+        return out
+    kw.update(BN=bn, BB=bb)
     if not b1:                                                  # the general kernels take the batch size
         kw.update(M=M, MP=triton.next_power_of_2(M))
     if t in EXT_TYPES:
