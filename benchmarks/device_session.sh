@@ -132,5 +132,49 @@ J)  # session 3, last call: the shipped kernels and tiles: CUDA tests, ggrun ben
   run bench 200 python3 benchmarks/gpu.py --skip check,check_attention,sweep,sweep_types,prefill,breakdown,decode,offload --out "$OUT"
   grep -E "^\| |rror" "$OUT/bench.log" | tail -24
   ;;
+K)  # session 4, first call: the row-interleaved Q4_K kernel: CUDA tests, A/B sweep per matrix and per token
+  export TRITON_INTERPRET=0
+  run pytest_gpu 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py tests/test_cuda_decode.py \
+      tests/test_kv_cache_types_gpu.py
+  grep -E "passed|failed|Error" "$OUT/pytest_gpu.log" | tail -3
+  unset TRITON_INTERPRET
+  run ab 330 python3 benchmarks/gpu_decode_ab.py --skip pdl_repeat,breakdown --out "$OUT"
+  grep -vE "^ |Warn|warn" "$OUT/ab.log" | tail -40
+  ;;
+L)  # session 4, second call: the interleaved kernel's per-matrix sweep (same matrix both layouts), tokens, ncu
+  export TRITON_INTERPRET=0
+  run pytest_gpu 100 python3 -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py -k "Q4_K or q4k or interleav"
+  grep -E "passed|failed|Error" "$OUT/pytest_gpu.log" | tail -3
+  unset TRITON_INTERPRET
+  run ab 300 python3 benchmarks/gpu_decode_ab.py --skip pdl_repeat,breakdown --out "$OUT"
+  grep -vE "^ |Warn|warn" "$OUT/ab.log" | tail -40
+  run ncu 120 ncu --clock-control none -k regex:_mv_q -c 4 --section SpeedOfLight --section WarpStateStats \
+      --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats python3 benchmarks/gpu_ncu_target.py
+  grep -E "_mv_q|Throughput|Duration|Warp Cycles|Achieved Occupancy|Hit Rate|Sectors/Req|Eligible|Issued Warp|Registers|Block Limit|rror" "$OUT/ncu.log" | head -90
+  ;;
+M)  # session 4, third call: Q4_K prefetch and the interleaved Q6_K kernel: tests, sweep, tokens (three layouts)
+  export TRITON_INTERPRET=0
+  run pytest_gpu 120 python3 -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py -k "Q4_K or q4k or Q6_K or q6k or interleav"
+  grep -E "passed|failed|Error" "$OUT/pytest_gpu.log" | tail -3
+  unset TRITON_INTERPRET
+  run ab 330 python3 benchmarks/gpu_decode_ab.py --skip pdl_repeat,breakdown --out "$OUT"
+  grep -vE "^ |Warn|warn" "$OUT/ab.log" | tail -45
+  ;;
+N)  # session 4, last call: the shipped interleaved kernels and tiles: CUDA tests, ggrun bench for both shapes, the 6.7B mixes
+  export TRITON_INTERPRET=0
+  run pytest_gpu 250 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py tests/test_kv_cache_types_gpu.py \
+      tests/test_triton_kernels.py -k "not test_matvec_configs and not test_matvec_batch1"
+  grep -E "passed|failed|Error" "$OUT/pytest_gpu.log" | tail -3
+  unset TRITON_INTERPRET
+  run bench 300 python3 benchmarks/gpu.py --skip check,check_attention,sweep,sweep_types,prefill,breakdown,decode,offload --out "$OUT"
+  grep -E "^\| |rror" "$OUT/bench.log" | tail -24
+  ;;
+O)  # session 4, after N: interleaved dequantization 4 rows per program (prefill): CUDA dequant tests, the Q4_K_M benches
+  export TRITON_INTERPRET=0
+  run pytest_gpu 100 python3 -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py -k "dequantize or stacked or backend"
+  unset TRITON_INTERPRET
+  run bench 200 python3 benchmarks/gpu.py --skip check,check_attention,sweep,sweep_types,prefill,breakdown,decode,offload,mixes --out "$OUT"
+  grep -E "^\| |rror" "$OUT/bench.log" | tail -12
+  ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"

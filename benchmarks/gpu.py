@@ -227,14 +227,15 @@ CFGS = {Q4_K: [(8, 8, 4, 1), (8, 4, 4, 0), (4, 8, 4, 0), (16, 4, 4, 0), (16, 4, 
                (8, 8, 8, 1), (4, 4, 2, 1), (2, 8, 2, 1), (1, 4, 1, 1), (8, 2, 2, 1), (4, 2, 2, 0), (16, 4, 4, 1)]}
 
 
-def rotating_packs(N: int, K: int, t: int):
+def rotating_packs(N: int, K: int, t: int, raw=None):
     """R ≥ 2 copies of one random [N, K] matrix of type t (≥ 320 MB in all, so a graph that
     rotates over them reads from DRAM, not L2), batch-1 activations and an output:
-    (packs, bytes of one copy, qx, y)."""
+    (packs, bytes of one copy, qx, y). ``raw``: the matrix's GGUF bytes (else random ones)."""
     from ggrun.kernels.quantize_x import quantize_x
     from ggrun.kernels.testing import random_blocks
 
-    raw = random_blocks(N, K, t, device="cuda")
+    if raw is None:
+        raw = random_blocks(N, K, t, device="cuda")
     nbytes = raw.numel()
     R = max(2, -(-320_000_000 // nbytes))
     packs = [layout.pack(raw.roll(i, 0) if i else raw, t) for i in range(R)]

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Batch-1 decode on the GPU, A/B in one process: session 2's general matvec kernels (their H200
-tiles) against the batch-1 Q4_K/Q6_K kernels (``matvec._mv_q45k_1`` / ``_mv_q6k_1``) over a tile
-sweep, per matrix of the DeepSeek Coder Q4_K_M decode shapes; then whole tokens through
-GraphDecoder (tg128 from position 0 and 2048) with the old kernels, and the new ones without
-programmatic dependent launch and with it ("end", "start"), logits compared; then the small kernels of a token.
+"""Batch-1 decode on the GPU, A/B in one process: the row-major Q4_K/Q6_K batch-1 kernels
+(``matvec._mv_q4k_1``, ``_mv_q6k_1``, their shipped H200 tiles) against the row-interleaved ones
+(``_mv_q4k_il``, ``_mv_q6k_il``) over a tile sweep, per matrix of the DeepSeek Coder Q4_K_M decode shapes; then whole tokens
+through GraphDecoder (tg128 from position 0 and 2048) with each layout, logits compared; PDL
+repeatability; then the small kernels of a token.
 
     PYTHONUNBUFFERED=1 python3 benchmarks/gpu_decode_ab.py [--models deepseek-coder-33b,...] [--out DIR]
 
-Prints the winners as ``matvec.H200_1`` lines; writes decode_ab.json under --out.
+Prints the winners as ``matvec.H200_IL`` lines; writes decode_ab.json under --out.
 """
 
 from __future__ import annotations
@@ -26,14 +26,29 @@ from gpu import COPY_TBS, MV_SHAPES, RESULTS, graph_time, log, section  # noqa: 
 from gpu_pdl_ab import greedy_logits, tps as _tps  # noqa: E402  (capture + 16 greedy steps; best tg t/s)
 from ggrun.kernels.layout import Q4_K, Q6_K, TYPE_NAMES  # noqa: E402
 
-# (BN rows, BB blocks per step, warps, PF) for the batch-1 kernels, each also with PF bit 1 (weights
-# loaded through L2 only); split-K tried on the best three of each shape when its rows alone make
-# few programs
-CFG1 = {Q4_K: [(4, 4, 1, 0), (4, 4, 1, 1), (8, 2, 1, 0), (8, 4, 1, 0), (8, 4, 2, 0), (8, 4, 2, 1), (8, 2, 2, 0),
-               (16, 2, 2, 0), (16, 2, 2, 1), (16, 4, 2, 0), (16, 4, 4, 0), (32, 2, 2, 0), (32, 2, 4, 0), (16, 1, 1, 0),
-               (32, 1, 2, 0), (4, 4, 2, 1)],
-        Q6_K: [(4, 4, 2, 1), (8, 4, 2, 0), (8, 4, 2, 1), (8, 2, 2, 1), (16, 2, 2, 0), (16, 2, 2, 1), (16, 4, 4, 1),
-               (4, 2, 1, 1), (8, 2, 1, 0), (2, 4, 1, 1), (32, 2, 4, 0), (16, 1, 1, 1)]}
+# (32 rows, KS lanes of blocks, warps, PF) for the interleaved kernels (PF: Q4_K's prefetch, which
+# Q6_K's kernel doesn't have); split-K tried on the best three of each shape when its row groups
+# alone make few programs
+CFG_IL = [(32, ks, w, pf) for ks, w in ((1, 1), (2, 1), (2, 2), (4, 1), (4, 2), (4, 4), (8, 2), (8, 4), (8, 8),
+                                       (16, 4), (16, 8)) for pf in (0, 1)]
+
+
+def _packs(raw, t, il):
+    """``gpu.rotating_packs`` of ``raw`` in the row-major (il 0) or the interleaved (32) layout of t."""
+    from ggrun.kernels import layout
+
+    layout.set_interleave(t, il)
+    try:
+        return gpu.rotating_packs(raw.shape[0], raw.shape[1] // layout.LAYOUTS[t][1] * 256, t, raw=raw)
+    finally:
+        layout.set_interleave(t, 32)
+
+
+def _set_layouts(ils: dict) -> None:
+    from ggrun.kernels import layout
+
+    for t, il in ils.items():
+        layout.set_interleave(t, il)
 
 
 def _rel(a, b) -> float:
@@ -47,18 +62,22 @@ def sweep(models):
     rows = []
     for model in models:
         for label, N, K, t in MV_SHAPES[model]:
-            packs, nbytes, qx, y = gpu.rotating_packs(N, K, t)
+            from ggrun.kernels.testing import random_blocks
+
+            raw = random_blocks(N, K, t, device="cuda")
+            packs, nbytes, qx, y = _packs(raw, t, 0)
             R = len(packs)
-            mv.set_batch1_kernels(False)
             ref = mv.matvec_q(packs[0], qx).clone()
             ms_old = graph_time([lambda i=i: mv.matvec_q(packs[i % R], qx, out=y) for i in range(2 * R)])
-            mv.set_batch1_kernels(True)
+            del packs
+            packs = _packs(raw, t, 32)[0]
+            del raw
             res = []
 
             def run(cfg, split):
                 try:
                     err = _rel(mv.matvec_q(packs[0], qx, cfg=cfg, split=split), ref)
-                    assert err < 1e-5, f"{cfg}/{split}: rel {err:.2e} against the general kernel"
+                    assert err < 1e-5, f"{cfg}/{split}: rel {err:.2e} against the row-major kernel"
                     ms = graph_time([lambda i=i: mv.matvec_q(packs[i % R], qx, out=y, cfg=cfg, split=split)
                                      for i in range(2 * R)])
                     res.append((nbytes / ms / 1e6, cfg, split, ms))
@@ -66,10 +85,10 @@ def sweep(models):
                     log(f"  {label} {cfg} split={split}: {e!r}"[:300])
                     RESULTS["errors"].append(f"{model} {label} {cfg}/{split}: {e!r}"[:300])
 
-            for cfg in CFG1[t]:
-                run(cfg, 1)
-                run((*cfg[:3], cfg[3] | 2), 1)        # the same tile, weights through L2 only
-            if -(-N // 8) < 2 * mv.N_SM:    # few row tiles: split K too for the best three
+            for cfg in CFG_IL:
+                if t == Q4_K or not cfg[3]:
+                    run(cfg, 1)
+            if -(-N // 32) < 4 * mv.N_SM:    # few row groups: split K too for the best three
                 for _, cfg, _, _ in sorted(res, reverse=True)[:3]:
                     for split in (2, 4):
                         run(cfg, split)
@@ -79,14 +98,14 @@ def sweep(models):
                        old_gbs=nbytes / ms_old / 1e6, old_us=ms_old * 1e3, new_gbs=best[0], new_us=best[3] * 1e3,
                        cfg=best[1], split=best[2], all=[(round(r[0]), r[1], r[2]) for r in sorted(res, reverse=True)])
             rows.append(row)
-            log(f"{model:20s} {label:15s} {TYPE_NAMES[t]} {N:6d}x{K:<6d} {nbytes / 1e6:6.1f} MB  old "
-                f"{row['old_gbs']:5.0f} GB/s {ms_old * 1e3:6.1f} us | new {best[0]:5.0f} GB/s "
+            log(f"{model:20s} {label:15s} {TYPE_NAMES[t]} {N:6d}x{K:<6d} {nbytes / 1e6:6.1f} MB  row-major "
+                f"{row['old_gbs']:5.0f} GB/s {ms_old * 1e3:6.1f} us | interleaved {best[0]:5.0f} GB/s "
                 f"({best[0] / 1e3 / COPY_TBS:4.0%}) {best[3] * 1e3:6.1f} us cfg={best[1]} split={best[2]}; next: "
                 + ", ".join(f"{g:.0f}{c}/{sp}" for g, c, sp, _ in sorted(res, reverse=True)[1:4]))
             del packs
             torch.cuda.empty_cache()
     RESULTS["sweep"] = rows
-    log("\n# H200_1 (paste into ggrun/kernels/matvec.py)")
+    log("\n# H200_IL (paste into ggrun/kernels/matvec.py)")
     for r in rows:
         log(f"    ({r['type']}, {r['N']}, {r['K']}): ({tuple(r['cfg'])}, {r['split']}),")
     gpu.save()
@@ -94,39 +113,36 @@ def sweep(models):
 
 @section
 def decode(models):
-    """tg128 at positions 0 and 2048 for (old | new kernels) × (PDL off | on), one set of weights."""
+    """tg128 at positions 0 and 2048 with the Q4_K/Q6_K weights row-major, Q4_K interleaved, both
+    interleaved (PDL off); the 16-step logits compared with the row-major ones."""
     from ggrun.backends.cuda import prepare_stacks
-    from ggrun.kernels import matvec as mv
-    from ggrun.kernels._common import set_pdl
     from ggrun.kernels.testing import synthetic_config, synthetic_llama
 
     out = []
     for model in models:
         cfg = synthetic_config(model)
-        w = synthetic_llama(cfg, "Q4_K_M", device="cuda")
-        prepare_stacks(w, "cuda")
         logits = {}
-        for batch1, pdl in ((False, "off"), (True, "off"), (True, "end"), (True, "start")):
-            mv.set_batch1_kernels(batch1)
-            set_pdl(pdl)
+        for name, ils in (("row-major", {Q4_K: 0, Q6_K: 0}), ("Q4_K il", {Q4_K: 32, Q6_K: 0}),
+                          ("Q4_K+Q6_K il", {Q4_K: 32, Q6_K: 32})):
+            _set_layouts(ils)
+            try:
+                w = synthetic_llama(cfg, "Q4_K_M", device="cuda")
+            finally:
+                _set_layouts({Q4_K: 32, Q6_K: 32})
+            prepare_stacks(w, "cuda")
             dec, seq = greedy_logits(cfg, w)
-            logits[(batch1, pdl)] = seq
-            base = logits[(False, "off")]
-            err = _rel(seq, base)
-            same_top = bool(torch.equal(seq.argmax(-1), base.argmax(-1)))
-            r = dict(model=model, batch1=batch1, pdl=pdl, tg128_pos0=_tps(dec, 0), tg128_pos2048=_tps(dec, 2048),
-                     logits_rel_vs_old=err, same_top1=same_top)
+            logits[name] = seq
+            err = _rel(seq, logits["row-major"])
+            same_top = bool(torch.equal(seq.argmax(-1), logits["row-major"].argmax(-1)))
+            r = dict(model=model, layout=name, tg128_pos0=_tps(dec, 0), tg128_pos2048=_tps(dec, 2048),
+                     logits_rel_vs_row_major=err, same_top1=same_top)
             out.append(r)
             anchor = gpu.ANCHORS[model][0]
-            log(f"{model} batch1={batch1!s:5} pdl={pdl:5}: tg128 pos0 {r['tg128_pos0']:6.1f} t/s "
+            log(f"{model} {name:13s}: tg128 pos0 {r['tg128_pos0']:6.1f} t/s "
                 f"({r['tg128_pos0'] / anchor:.2f}x llama.cpp), pos2048 {r['tg128_pos2048']:6.1f}; "
-                f"logits rel {err:.1e} vs old, top-1 same {same_top}")
-            del dec
+                f"logits rel {err:.1e} vs row-major, top-1 same {same_top}")
+            del dec, w
             torch.cuda.empty_cache()
-        set_pdl("off")
-        mv.set_batch1_kernels(True)
-        del w
-        torch.cuda.empty_cache()
     RESULTS["decode"] = out
     gpu.save()
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""One 33B gate+up matvec (Q4_K 38400×7168, batch 1) through the general kernel and the batch-1
-kernel (three tiles), for ``ncu -k regex:_mv_q`` (benchmarks/device_session.sh F, G)."""
+"""One 33B gate+up matvec (Q4_K 38400×7168, batch 1) through the row-major batch-1 kernel (its
+H200 tile) and the row-interleaved kernel (three tiles), for ``ncu -k regex:_mv_q``
+(benchmarks/device_session.sh)."""
 
 import os
 import sys
@@ -13,11 +14,12 @@ from ggrun.kernels import layout, matvec as mv  # noqa: E402
 from ggrun.kernels.quantize_x import quantize_x  # noqa: E402
 from ggrun.kernels.testing import random_blocks  # noqa: E402
 
-p = layout.pack(random_blocks(38400, 7168, layout.Q4_K, device="cuda"), layout.Q4_K)
+raw = random_blocks(38400, 7168, layout.Q4_K, device="cuda")
 qx = quantize_x(torch.randn(1, 7168, device="cuda"))
-mv.set_batch1_kernels(False)
-mv.matvec_q(p, qx)                                   # the general kernel, its H200 tile
-mv.set_batch1_kernels(True)
-for cfg in ((4, 4, 1, 0), (4, 4, 1, 2), (8, 4, 2, 0)):   # batch-1 tiles; PF bit 1: weights via L2 only
+layout.set_interleave(layout.Q4_K, 0)
+mv.matvec_q(layout.pack(raw, layout.Q4_K), qx)                   # row-major, batch-1 kernel
+layout.set_interleave(layout.Q4_K, 32)
+p = layout.pack(raw, layout.Q4_K)
+for cfg in ((32, 8, 8, 0), (32, 4, 4, 0), (32, 2, 1, 0)):
     mv.matvec_q(p, qx, cfg=cfg, split=1)
 torch.cuda.synchronize()
