@@ -176,5 +176,14 @@ O)  # session 4, after N: interleaved dequantization 4 rows per program (prefill
   run bench 200 python3 benchmarks/gpu.py --skip check,check_attention,sweep,sweep_types,prefill,breakdown,decode,offload,mixes --out "$OUT"
   grep -E "^\| |rror" "$OUT/bench.log" | tail -12
   ;;
+P)  # session 4, last: the row-major batch-1 kernels removed: CUDA tests, the Q4_K_M benches
+  export TRITON_INTERPRET=0
+  run pytest_gpu 170 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py tests/test_triton_kernels.py \
+      -k "not test_matvec_configs and not row_alignment"
+  tail -2 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run bench 80 python3 benchmarks/gpu.py --skip check,check_attention,sweep,sweep_types,prefill,breakdown,decode,offload,mixes --out "$OUT"
+  grep -E "^\| |rror" "$OUT/bench.log" | tail -12
+  ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"

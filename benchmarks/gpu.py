@@ -227,10 +227,11 @@ CFGS = {Q4_K: [(8, 8, 4, 1), (8, 4, 4, 0), (4, 8, 4, 0), (16, 4, 4, 0), (16, 4, 
                (8, 8, 8, 1), (4, 4, 2, 1), (2, 8, 2, 1), (1, 4, 1, 1), (8, 2, 2, 1), (4, 2, 2, 0), (16, 4, 4, 1)]}
 
 
-def rotating_packs(N: int, K: int, t: int, raw=None):
+def rotating_packs(N: int, K: int, t: int, raw=None, row_major: bool = False):
     """R ≥ 2 copies of one random [N, K] matrix of type t (≥ 320 MB in all, so a graph that
     rotates over them reads from DRAM, not L2), batch-1 activations and an output:
-    (packs, bytes of one copy, qx, y). ``raw``: the matrix's GGUF bytes (else random ones)."""
+    (packs, bytes of one copy, qx, y). ``raw``: the matrix's GGUF bytes (else random ones);
+    ``row_major``: packed row-major even where ``layout.INTERLEAVE`` weaves the type."""
     from ggrun.kernels.quantize_x import quantize_x
     from ggrun.kernels.testing import random_blocks
 
@@ -238,7 +239,13 @@ def rotating_packs(N: int, K: int, t: int, raw=None):
         raw = random_blocks(N, K, t, device="cuda")
     nbytes = raw.numel()
     R = max(2, -(-320_000_000 // nbytes))
-    packs = [layout.pack(raw.roll(i, 0) if i else raw, t) for i in range(R)]
+    il = layout.INTERLEAVE.get(t, 0)
+    if row_major:
+        layout.set_interleave(t, 0)
+    try:
+        packs = [layout.pack(raw.roll(i, 0) if i else raw, t) for i in range(R)]
+    finally:
+        layout.set_interleave(t, il)
     del raw
     return packs, nbytes, quantize_x(torch.randn(1, K, device="cuda")), torch.empty(1, N, device="cuda")
 
@@ -249,13 +256,17 @@ def sweep_matvec(models, quick=False):
     over CFGS × splits, GB/s of weight bytes; the best tile of each shape goes into matvec.TUNED."""
     import matvec_v1
     from ggrun.kernels import matvec as mv
+    from ggrun.kernels.testing import random_blocks
 
     rows = []
     for model in models:
         for label, N, K, t in MV_SHAPES[model]:
-            packs, nbytes, qx, y = rotating_packs(N, K, t)
+            raw = random_blocks(N, K, t, device="cuda")
+            packs, nbytes, qx, y = rotating_packs(N, K, t, raw=raw, row_major=True)     # session 1's kernel
             R = len(packs)
             ms_v1 = graph_time([lambda i=i: matvec_v1.matvec_q(packs[i % R], qx, out=y) for i in range(2 * R)])
+            packs = rotating_packs(N, K, t, raw=raw)[0]
+            del raw
             res = []
             splits = (1, 2, 4) if N <= 2048 else (1,)
             for cfg in (CFGS[t][:3] if quick else CFGS[t]):
@@ -293,6 +304,11 @@ CFGS.update({Q5_K: CFGS[Q4_K], Q3_K: CFGS[Q6_K],
              Q8_0: [(8, 16, 4, 1), (8, 8, 4, 1), (4, 16, 4, 1), (16, 8, 4, 1), (8, 16, 8, 1), (2, 32, 4, 1),
                     (4, 8, 2, 1), (8, 32, 8, 1), (8, 16, 4, 0), (16, 16, 8, 1), (2, 16, 2, 1), (1, 32, 2, 1)],
              **{t: _BLK32_CFGS for t in (Q4_0, Q4_1, Q5_0, Q5_1)}})
+# Q4_K and Q6_K lie row-interleaved (layout.INTERLEAVE): their kernels' tiles are (32 rows, KS lanes of
+# blocks per step, warps, PF: Q4_K's prefetch; Q6_K's kernel has none)
+IL_CFGS = [(32, ks, w, pf) for ks, w in ((1, 1), (2, 1), (2, 2), (4, 1), (4, 2), (4, 4), (8, 2), (8, 4), (8, 8),
+                                        (16, 4), (16, 8)) for pf in (0, 1)]
+CFGS.update({Q4_K: IL_CFGS, Q6_K: [c for c in IL_CFGS if not c[3]]})
 MIXES = "Q8_0,Q6_K,Q5_K_M,Q4_0,Q3_K_M,Q2_K"
 
 

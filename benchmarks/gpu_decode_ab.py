@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Batch-1 decode on the GPU, A/B in one process: the row-major Q4_K/Q6_K batch-1 kernels
-(``matvec._mv_q4k_1``, ``_mv_q6k_1``, their shipped H200 tiles) against the row-interleaved ones
+"""Batch-1 decode on the GPU, A/B in one process: the row-major Q4_K/Q6_K kernels
+(``matvec._mv_q45k``, ``_mv_q6k``, their H200 tiles; session 3's batch-1 kernels, which the call-M
+figures of gpu_results.md ran against, are gone) against the row-interleaved ones
 (``_mv_q4k_il``, ``_mv_q6k_il``) over a tile sweep, per matrix of the DeepSeek Coder Q4_K_M decode shapes; then whole tokens
 through GraphDecoder (tg128 from position 0 and 2048) with each layout, logits compared; PDL
 repeatability; then the small kernels of a token.
@@ -26,24 +27,6 @@ from gpu import COPY_TBS, MV_SHAPES, RESULTS, graph_time, log, section  # noqa: 
 from gpu_pdl_ab import greedy_logits, tps as _tps  # noqa: E402  (capture + 16 greedy steps; best tg t/s)
 from ggrun.kernels.layout import Q4_K, Q6_K, TYPE_NAMES  # noqa: E402
 
-# (32 rows, KS lanes of blocks, warps, PF) for the interleaved kernels (PF: Q4_K's prefetch, which
-# Q6_K's kernel doesn't have); split-K tried on the best three of each shape when its row groups
-# alone make few programs
-CFG_IL = [(32, ks, w, pf) for ks, w in ((1, 1), (2, 1), (2, 2), (4, 1), (4, 2), (4, 4), (8, 2), (8, 4), (8, 8),
-                                       (16, 4), (16, 8)) for pf in (0, 1)]
-
-
-def _packs(raw, t, il):
-    """``gpu.rotating_packs`` of ``raw`` in the row-major (il 0) or the interleaved (32) layout of t."""
-    from ggrun.kernels import layout
-
-    layout.set_interleave(t, il)
-    try:
-        return gpu.rotating_packs(raw.shape[0], raw.shape[1] // layout.LAYOUTS[t][1] * 256, t, raw=raw)
-    finally:
-        layout.set_interleave(t, 32)
-
-
 def _set_layouts(ils: dict) -> None:
     from ggrun.kernels import layout
 
@@ -65,12 +48,12 @@ def sweep(models):
             from ggrun.kernels.testing import random_blocks
 
             raw = random_blocks(N, K, t, device="cuda")
-            packs, nbytes, qx, y = _packs(raw, t, 0)
+            packs, nbytes, qx, y = gpu.rotating_packs(N, K, t, raw=raw, row_major=True)
             R = len(packs)
             ref = mv.matvec_q(packs[0], qx).clone()
             ms_old = graph_time([lambda i=i: mv.matvec_q(packs[i % R], qx, out=y) for i in range(2 * R)])
             del packs
-            packs = _packs(raw, t, 32)[0]
+            packs = gpu.rotating_packs(N, K, t, raw=raw)[0]
             del raw
             res = []
 
@@ -85,9 +68,8 @@ def sweep(models):
                     log(f"  {label} {cfg} split={split}: {e!r}"[:300])
                     RESULTS["errors"].append(f"{model} {label} {cfg}/{split}: {e!r}"[:300])
 
-            for cfg in CFG_IL:
-                if t == Q4_K or not cfg[3]:
-                    run(cfg, 1)
+            for cfg in gpu.CFGS[t]:              # the interleaved kernels' tiles
+                run(cfg, 1)
             if -(-N // 32) < 4 * mv.N_SM:    # few row groups: split K too for the best three
                 for _, cfg, _, _ in sorted(res, reverse=True)[:3]:
                     for split in (2, 4):
@@ -149,7 +131,7 @@ def decode(models):
 
 @section
 def pdl_repeat(models):
-    """PDL "off" and "end" twice each on one set of weights (batch-1 kernels, shipped tiles): are the
+    """PDL "off" and "end" twice each on one set of weights (shipped kernels and tiles): are the
     16-step logits bit-identical between repeats, and between the modes? tg128 of every repeat."""
     from ggrun.backends.cuda import prepare_stacks
     from ggrun.kernels._common import set_pdl

@@ -190,36 +190,6 @@ def test_matvec_tuned_table(gen):
 
 
 @pytest.mark.parametrize("t", [Q4_K, Q6_K], ids=["Q4_K", "Q6_K"])
-def test_matvec_batch1_kernels(t, gen):
-    """The batch-1 Q4_K/Q6_K kernels (clamped tiles, no cross-thread sums in the loop) against
-    the general kernels and the reference on ragged shapes: rows not a multiple of BN, a K range
-    not a multiple of BB, split-K, prefetch, accumulate."""
-    from ggrun.kernels import matvec as mv
-    from ggrun.kernels.quantize_x import quantize_x
-    from ggrun.kernels.testing import qx_dequant
-
-    layout.set_interleave(t, 0)                        # these kernels read row-major blocks
-    try:
-        _, p, W = _weights(t, 11, 5 * 256, gen)
-    finally:
-        layout.set_interleave(t, 32)
-    qx = quantize_x(torch.randn(1, 5 * 256, device=DEV, generator=gen))
-    ref = qx_dequant(qx) @ W.T
-    for cfg, split in (((4, 2, 1, 0), 1), ((8, 4, 2, 1), 2), ((2, 1, 1, 1), 3), ((16, 2, 2, 2), 1), ((4, 2, 1, 3), 2)):
-        y1 = mv.matvec_q(p, qx, cfg=cfg, split=split)
-        mv.set_batch1_kernels(False)
-        try:
-            y0 = mv.matvec_q(p, qx, cfg=cfg, split=split)
-        finally:
-            mv.set_batch1_kernels(True)
-        assert rel(y1, ref) < 1e-5 and rel(y1, y0) < 1e-5, (cfg, split)
-        base = torch.randn(1, 11, device=DEV, generator=gen)
-        acc = base.clone()
-        mv.matvec_q(p, qx, out=acc, acc=True, cfg=cfg, split=split)
-        assert rel(acc - base, ref) < 1e-4, (cfg, split)
-
-
-@pytest.mark.parametrize("t", [Q4_K, Q6_K], ids=["Q4_K", "Q6_K"])
 @pytest.mark.parametrize("M", [1, 3, 8])
 def test_matvec_interleaved(t, M, gen):
     """The row-interleaved Q4_K/Q6_K kernels against the row-major general kernels and the
@@ -238,11 +208,7 @@ def test_matvec_interleaved(t, M, gen):
     assert p.il == 32 and rm.il == 0
     qx = quantize_x(torch.randn(M, 5 * 256, device=DEV, generator=gen))
     ref = qx_dequant(qx) @ W.T
-    mv.set_batch1_kernels(False)
-    try:
-        y0 = mv.matvec_q(rm, qx, cfg=(8, 2, 4, 0), split=1)
-    finally:
-        mv.set_batch1_kernels(True)
+    y0 = mv.matvec_q(rm, qx, cfg=(8, 2, 4, 0), split=1)
     for cfg, split in (((32, 1, 1, 0), 1), ((32, 2, 1, 0), 2), ((32, 4, 2, 0), 1), ((32, 8, 2, 0), 3), (None, None)):
         y = mv.matvec_q(p, qx, cfg=cfg, split=split)
         assert rel(y, ref) < 1e-5 and rel(y, y0) < 1e-5, (cfg, split)

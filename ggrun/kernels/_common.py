@@ -21,7 +21,8 @@ def use_asm() -> bool:
 # Off by default. Measured on the H200 (gpu_results.md, session 3): "start" (every program lets the
 # next kernel launch first thing) gives results bit-identical to no PDL but is slower (-10% on the
 # 33B shape, -20% on the 6.7B: waiting programs of many small grids hold the SMs); "end" (the
-# batch-1 matvecs let the next kernel launch after their K loop) is faster (+3% / +7%) but its
+# matvecs let the next kernel launch after their K loop; session 3's batch-1 kernels, now the
+# interleaved ones) is faster (+3% / +7%) but its
 # 6.7B decode differs from the one without PDL (logits up to 0.15 apart, the same every run,
 # although every kernel alone gives identical bits in every mode): an ordering bug not found yet,
 # so "end" stays an experiment of benchmarks/gpu_pdl_numerics.py and gpu_decode_ab.py.

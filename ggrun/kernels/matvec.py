@@ -12,8 +12,14 @@ rows as 16-byte aligned (row stride passed in units of 4 words), so the loads ve
 for every K. ``split`` > 1 cuts K among programs (thin matrices), which add their parts
 into y with atomics.
 
-Here: Q4_K, Q5_K, Q6_K, Q8_0, Q4_0; ``matvec_ext``: Q4_1, Q5_0, Q5_1, Q2_K, Q3_K (same
-structure); ``matvec_q`` runs either.
+Q4_K and Q6_K, whose blocks lie row-interleaved on the GPU (``layout.INTERLEAVE``), have one
+kernel each for every batch size (``_mv_q4k_il``, ``_mv_q6k_il``): a row per thread, so that a
+warp's weight loads are 512 contiguous bytes and its activation loads broadcasts. (Row-major,
+measured on the H200, the kernels were bound by L1 traffic at 55–69 % of the DRAM bandwidth.)
+
+Here: Q4_K, Q5_K, Q6_K, Q8_0, Q4_0 (and the row-major Q4_K/Q6_K kernels, for A/B runs with
+``layout.set_interleave``); ``matvec_ext``: Q4_1, Q5_0, Q5_1, Q2_K, Q3_K (same structure);
+``matvec_q`` runs either.
 """
 
 from __future__ import annotations
@@ -119,77 +125,6 @@ def _mv_q45k(w_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, stride
     if M == 1:
         acc += tl.sum(tl.sum(acc3, axis=2), axis=1)[None, :]
     _store(acc, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
-
-
-@triton.jit
-def _ld_q4k_1(w_ptr, base, jj, v, CG: tl.constexpr):
-    """Batch-1 tile: for the rows and blocks at ``base`` [BN, BB, 1, 1] (word offsets), per 64-group
-    jj the quant words 0-3 and 4-7 [BN, BB, 4, 4] and the 4 header words (d/dmin, 3 scale words);
-    the last axis is one thread's 16-byte vector. CG: load through L2 only."""
-    CM: tl.constexpr = ".cg" if CG else ""
-    qo = base + 4 + jj * 8 + v
-    q0 = tl.load(w_ptr + qo, cache_modifier=CM)
-    q1 = tl.load(w_ptr + qo + 4, cache_modifier=CM)
-    hd = tl.load(w_ptr + (base + v + 0 * jj), cache_modifier=CM)       # full shape: the quant words' layout
-    return q0, q1, hd
-
-
-@triton.jit
-def _c_q4k_1(q0, q1, hd, xq_ptr, g_ptr, bi, zr, jj, v, ASM: tl.constexpr):
-    """[BN, BB, 4] partial dot products of the tile with the activation words and 64-group records
-    (``QX.g``) of blocks ``bi`` [1, BB, 1, 1]; every load lands in the weights' layout, so no
-    value crosses threads inside the K loop."""
-    xo = zr + (bi * 64 + jj * 16 + v)                                    # [BN, BB, 4, 4] activation words
-    xa0 = tl.load(xq_ptr + xo)
-    xa1 = tl.load(xq_ptr + xo + 4)
-    xb0 = tl.load(xq_ptr + xo + 8)
-    xb1 = tl.load(xq_ptr + xo + 12)
-    gx = tl.load(g_ptr + (zr + (bi * 16 + jj * 4 + v)))                   # d_a, d_b, d_a·Σq_a, d_b·Σq_b
-    # high nibbles kept in place: 16·Σ from dp4a.u32, the 1/16 goes into the scale
-    ib = tl.sum(dp4a_hi_acc(q1 & -252645136, xb1, dp4a_hi(q0 & -252645136, xb0, ASM), ASM), axis=3)
-    ia = tl.sum(dp4a_acc(q1 & 0x0F0F0F0F, xa1, dp4a(q0 & 0x0F0F0F0F, xa0, ASM), ASM), axis=3)   # [BN, BB, 4]
-    db = lane(gx, v, 1) * 0.0625
-    w0 = lane(hd, v, 0)
-    sca, scb, mna, mnb = kq_scales(lane(hd, v, 1), lane(hd, v, 2), lane(hd, v, 3), tl.arange(0, 4)[None, None, :])
-    t = lane(gx, v, 0) * (sca * ia).to(tl.float32) + db * (scb * ib).to(tl.float32)
-    u = lane(gx, v, 2) * mna.to(tl.float32) + lane(gx, v, 3) * mnb.to(tl.float32)
-    return f16_lo(w0) * t - f16_hi(w0) * u
-
-
-@triton.jit(do_not_specialize=["N", "NB", "bps", "stride_w4", "stride_ym"])
-def _mv_q4k_1(w_ptr, xq_ptr, g_ptr, y_ptr, N, NB, bps, stride_w4, stride_ym, BN: tl.constexpr, BB: tl.constexpr,
-              ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
-    """Q4_K, batch 1. A thread owns whole 64-groups (8 quant words, their scales), so the
-    integer sums stay in registers and the scales apply once per group; rows past N and blocks
-    past the program's range are clamped to valid ones (no masked loads) and dropped at the end.
-    PF: bit 0 loads the next step's words a step ahead, bit 1 loads the weights through L2 only.
-    With PDL (GDC 1: the next kernel may launch at once, 2: after the K loop) the first tile's
-    weights load before waiting for the previous kernel (with prefetch)."""
-    CG: tl.constexpr = (PF & 2) != 0
-    gdc_launch(GDC == 1)
-    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
-    rbase = (tl.minimum(rows, N - 1).to(tl.int64) * stride_w4 * 4)[:, None, None, None]   # × 4: 16-byte rows
-    jj = tl.arange(0, 4)[None, None, :, None]
-    v = tl.arange(0, 4)[None, None, None, :]
-    zr = tl.zeros([BN, 1, 1, 1], tl.int32)
-    bb = tl.arange(0, BB)[None, :, None, None]
-    acc = tl.zeros([BN, BB, 4], tl.float32)
-    if PF & 1:
-        q0, q1, hd = _ld_q4k_1(w_ptr, rbase + tl.minimum(b_lo + bb, b_hi - 1) * 36, jj, v, CG)
-    gdc_wait(GDC != 0)
-    for kb in range(b_lo, b_hi, BB):
-        bi = tl.minimum(kb + bb, b_hi - 1)
-        if PF & 1:   # the next step's words are in flight while this step computes
-            n0, n1, nh = _ld_q4k_1(w_ptr, rbase + tl.minimum(kb + BB + bb, b_hi - 1) * 36, jj, v, CG)
-        else:
-            q0, q1, hd = _ld_q4k_1(w_ptr, rbase + bi * 36, jj, v, CG)
-        c = _c_q4k_1(q0, q1, hd, xq_ptr, g_ptr, bi, zr, jj, v, ASM)
-        acc += tl.where((kb + tl.arange(0, BB) < b_hi)[None, :, None], c, 0.0)
-        if PF & 1:
-            q0, q1, hd = n0, n1, nh
-    gdc_launch(GDC == 2)
-    res = tl.sum(tl.sum(acc, axis=2), axis=1)[None, :]
-    _store(res, y_ptr, rows, rmask, 1, 1, stride_ym, ACC, ATOMIC)
 
 
 @triton.jit
@@ -423,89 +358,6 @@ def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_g
     _store(res, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
 
 
-@triton.jit
-def _ld_q6k_1(w_ptr, d_ptr, base, dbase, u, v, CG: tl.constexpr):
-    """Batch-1 tile: for the rows and blocks at ``base`` [BN, BB, 1, 1] (word offsets), per (half
-    h, 16-value column i) u = 2h + i the words ql[0:32] and ql[32:64] of the half and qh [BN, BB,
-    4, 4], the block's 4 scale words and its d (CG: through L2 only)."""
-    CM: tl.constexpr = ".cg" if CG else ""
-    qo = base + 16 * (u // 2) + 4 * (u % 2) + v
-    qla = tl.load(w_ptr + qo, cache_modifier=CM)
-    qlb = tl.load(w_ptr + qo + 8, cache_modifier=CM)
-    qh = tl.load(w_ptr + (qo - 8 * (u // 2) + 32), cache_modifier=CM)
-    sw = tl.load(w_ptr + (base + 48 + v + 0 * u), cache_modifier=CM)
-    d = tl.load(d_ptr + dbase, cache_modifier=CM).to(tl.float32)                           # [BN, BB, 1, 1]
-    return qla, qlb, qh, sw, d
-
-
-@triton.jit
-def _c_q6k_1(qla, qlb, qh, sw, d, xq_ptr, xd_ptr, xs_ptr, bi, zr, u, v, ASM: tl.constexpr):
-    """[BN, BB, 4] partial dot products (block scale applied) of the tile with the activation
-    blocks ``bi`` [1, BB, 1, 1]; every load lands in the weights' layout."""
-    h = u // 2
-    i = u % 2
-    xo = zr + (bi * 64 + 32 * h + 4 * i + v)                             # group g's words at + 8g
-    dx = tl.load(xd_ptr + (zr + (bi * 8 + 4 * h + v)))                    # x scale of group g = lane g
-    sxa = tl.load(xs_ptr + (zr + (bi * 16 + 8 * h + v)))                  # Σq per 16: groups 0, 1 (lanes i, 2+i)
-    sxb = tl.load(xs_ptr + (zr + (bi * 16 + 8 * h + 4 + v)))              # groups 2, 3
-    u3 = tl.arange(0, 4)[None, None, :]
-    h3 = u3 // 2
-    i3 = u3 % 2
-    swa = tl.where(h3 == 0, lane(sw, v, 0), lane(sw, v, 2))             # scales of groups 0, 1 (bytes 2g + i)
-    swb = tl.where(h3 == 0, lane(sw, v, 1), lane(sw, v, 3))             # groups 2, 3
-    tot = tl.zeros(swa.shape, tl.float32)
-    for g in tl.static_range(4):
-        qg = _q6k_group(qla, qlb, qh, g)
-        xw = tl.load(xq_ptr + xo + 8 * g)
-        dot = tl.sum(dp4a(qg, xw, ASM), axis=3)                         # [BN, BB, 4], q in 0..63
-        swg = swa if g < 2 else swb
-        sc = (swg << (24 - 8 * (2 * (g % 2) + i3))) >> 24               # the signed scale byte
-        if g % 2 == 0:
-            sx = tl.where(i3 == 0, lane(sxa if g < 2 else sxb, v, 0), lane(sxa if g < 2 else sxb, v, 1))
-        else:
-            sx = tl.where(i3 == 0, lane(sxa if g < 2 else sxb, v, 2), lane(sxa if g < 2 else sxb, v, 3))
-        tot += sc.to(tl.float32) * (dot.to(tl.float32) - 32.0 * sx) * lane(dx, v, g)
-    return tot * tl.sum(d, axis=3)                                       # d [BN, BB, 1, 1]
-
-
-@triton.jit(do_not_specialize=["N", "NB", "bps", "stride_w4", "stride_d", "stride_ym"])
-def _mv_q6k_1(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, stride_d, stride_ym,
-              BN: tl.constexpr, BB: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr,
-              ASM: tl.constexpr, GDC: tl.constexpr):
-    """Q6_K, batch 1, as ``_mv_q4k_1``: a thread owns a (half, 16-column) slice of a block (12
-    words, 4 scale groups), integer sums stay in registers, clamped tiles instead of masks; PF and
-    GDC as there."""
-    CG: tl.constexpr = (PF & 2) != 0
-    gdc_launch(GDC == 1)
-    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
-    rc = tl.minimum(rows, N - 1).to(tl.int64)[:, None, None, None]
-    rbase = rc * stride_w4 * 4
-    dbase = rc * stride_d
-    u = tl.arange(0, 4)[None, None, :, None]
-    v = tl.arange(0, 4)[None, None, None, :]
-    zr = tl.zeros([BN, 1, 1, 1], tl.int32)
-    bb = tl.arange(0, BB)[None, :, None, None]
-    acc = tl.zeros([BN, BB, 4], tl.float32)
-    if PF & 1:
-        bc = tl.minimum(b_lo + bb, b_hi - 1)
-        qla, qlb, qh, sw, d = _ld_q6k_1(w_ptr, d_ptr, rbase + bc * 52, dbase + bc, u, v, CG)
-    gdc_wait(GDC != 0)
-    for kb in range(b_lo, b_hi, BB):
-        bi = tl.minimum(kb + bb, b_hi - 1)
-        if PF & 1:
-            bn_ = tl.minimum(kb + BB + bb, b_hi - 1)
-            nla, nlb, nh, nw, nd = _ld_q6k_1(w_ptr, d_ptr, rbase + bn_ * 52, dbase + bn_, u, v, CG)
-        else:
-            qla, qlb, qh, sw, d = _ld_q6k_1(w_ptr, d_ptr, rbase + bi * 52, dbase + bi, u, v, CG)
-        c = _c_q6k_1(qla, qlb, qh, sw, d, xq_ptr, xd_ptr, xs_ptr, bi, zr, u, v, ASM)
-        acc += tl.where((kb + tl.arange(0, BB) < b_hi)[None, :, None], c, 0.0)
-        if PF & 1:
-            qla, qlb, qh, sw, d = nla, nlb, nh, nw, nd
-    gdc_launch(GDC == 2)
-    res = tl.sum(tl.sum(acc, axis=2), axis=1)[None, :]
-    _store(res, y_ptr, rows, rmask, 1, 1, stride_ym, ACC, ATOMIC)
-
-
 # --- Q8_0 / Q4_0 ------------------------------------------------------------------------
 
 @triton.jit
@@ -576,9 +428,11 @@ def _mv_q8_q4_0(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_
 MATVEC_TYPES = (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0) + EXT_TYPES     # EXT_TYPES: the kernels of matvec_ext
 
 # cfg = (BN rows, BB blocks per step, num_warps, PF prefetch) by type, for M = 1 and for M > 1.
-# Batch 1 looks up, in order: TUNED (what a sweep set in this process, ``set_tuned``), H200
-# (the best tile per exact shape from benchmarks/gpu.py's sweeps on an H200, gpu_results.md),
-# then DEFAULT_CFG, with THIN_CFG for matrices of few rows. The Q4_1/Q5_0/Q5_1/Q2_K/Q3_K tiles
+# Batch 1 looks up, in order: TUNED (what a sweep set in this process, ``set_tuned``), the H200
+# table of the layout's kernels (H200: row-major, H200_IL: interleaved; the best tile per exact
+# shape from the sweeps on an H200, gpu_results.md), then the defaults (DEFAULT_CFG, with THIN_CFG
+# for matrices of few rows; DEFAULT_CFG_IL). The row-major Q4_K/Q6_K entries are session 2's
+# (A/B runs with ``layout.set_interleave``). The Q4_1/Q5_0/Q5_1/Q2_K/Q3_K tiles
 # are not swept yet: by analogy (Q4_1, Q5_*: Q4_0's; Q2_K: about Q4_K's bytes per step;
 # Q3_K: Q6_K's, whose kernel has the same shape).
 DEFAULT_CFG = {Q4_K: (8, 4, 2, 0), Q5_K: (8, 4, 2, 0), Q6_K: (8, 4, 4, 1), Q8_0: (8, 16, 4, 1), Q4_0: (8, 32, 4, 1),
@@ -589,7 +443,7 @@ THIN_ROWS = 2048
 DEFAULT_CFG_BATCH = {Q4_K: (8, 8, 4, 0), Q5_K: (8, 8, 4, 0), Q6_K: (8, 4, 4, 0), Q8_0: (8, 16, 4, 0),
                      Q4_0: (8, 32, 4, 0), Q4_1: (8, 32, 4, 0), Q5_0: (8, 32, 4, 0), Q5_1: (8, 32, 4, 0),
                      Q2_K: (8, 8, 4, 0), Q3_K: (8, 4, 4, 0)}
-TUNED: dict[tuple[int, int, int, bool], tuple[tuple[int, int, int, int], int]] = {}
+TUNED: dict[tuple[int, int, int, str], tuple[tuple[int, int, int, int], int]] = {}   # (t, N, K, family)
 # (type, N, K) → (cfg, split): DeepSeek Coder 6.7B / 33B Q4_K_M decode shapes, H200, 2026-11-30
 # (the second sweep of gpu_results.md; the whole-token figures there ran with these tiles)
 H200: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {
@@ -604,24 +458,6 @@ H200: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {
 }
 N_SM = 132
 
-# The batch-1 kernels of Q4_K and Q6_K (``_mv_q4k_1``, ``_mv_q6k_1``): their own tiles. (Q5_K stays on
-# the general kernel: its batch-1 variant measured slower there, Q5_K_M 363 → 306 t/s on the 6.7B.)
-BATCH1_TYPES = (Q4_K, Q6_K)
-# Defaults: the most frequent winners of the H200 sweep (benchmarks/gpu_decode_ab.py, gpu_results.md).
-DEFAULT_CFG_1 = {Q4_K: (4, 4, 1, 0), Q6_K: (4, 4, 2, 1)}
-THIN_CFG_1 = {Q4_K: (4, 4, 1, 0), Q6_K: (2, 4, 1, 1)}
-# (type, N, K) → (cfg, split): the DeepSeek Coder 33B / 6.7B Q4_K_M decode shapes, H200, 2026-11-30
-# (session 3's sweep of these kernels, device call 2 in gpu_results.md)
-H200_1: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {
-    (Q4_K, 7168, 7168): ((4, 4, 1, 0), 1), (Q4_K, 9216, 7168): ((4, 4, 1, 0), 1),
-    (Q4_K, 8192, 7168): ((4, 4, 1, 0), 1), (Q6_K, 1024, 7168): ((2, 4, 1, 1), 4),
-    (Q4_K, 38400, 7168): ((4, 4, 1, 0), 1), (Q4_K, 7168, 19200): ((4, 4, 1, 0), 1),
-    (Q6_K, 7168, 19200): ((4, 4, 2, 1), 1), (Q6_K, 32256, 7168): ((4, 4, 2, 1), 1),
-    (Q4_K, 4096, 4096): ((4, 4, 1, 0), 1), (Q4_K, 12288, 4096): ((4, 4, 1, 0), 1),
-    (Q4_K, 8192, 4096): ((4, 4, 1, 0), 1), (Q6_K, 4096, 4096): ((2, 4, 1, 1), 1),
-    (Q4_K, 22016, 4096): ((8, 2, 1, 0), 1), (Q4_K, 4096, 11008): ((4, 4, 1, 0), 1),
-    (Q6_K, 4096, 11008): ((2, 4, 1, 1), 1), (Q6_K, 32256, 4096): ((4, 2, 1, 3), 1),
-}
 # The row-interleaved Q4_K and Q6_K kernels (``_mv_q4k_il``, ``_mv_q6k_il``, every batch size):
 # cfg = (32 rows, KS lanes of blocks per step, warps, PF: Q4_K's prefetch of the next step);
 # for M > 1 the lanes are KS per token. Defaults: the most frequent winners of the H200 sweep.
@@ -640,31 +476,21 @@ H200_IL: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {
     (Q4_K, 22016, 4096): ((32, 4, 4, 1), 1), (Q4_K, 4096, 11008): ((32, 16, 8, 1), 1),
     (Q6_K, 4096, 11008): ((32, 16, 8, 0), 4), (Q6_K, 32256, 4096): ((32, 8, 8, 0), 1),
 }
-_BATCH1 = {"on": True}
 
 
-def set_batch1_kernels(on: bool) -> None:
-    """Batch 1 of row-major Q4_K/Q6_K through their batch-1 kernels (default) or, for A/B runs,
-    through the general kernels (session 2's); ``set_tuned`` and the tile tables follow the choice."""
-    _BATCH1["on"] = bool(on)
-
-
-def _family(t: int, il: int, M: int, qx: QX | None = None) -> str:
-    """Which kernel runs a product: "il" (row-interleaved weights), "b1" (a batch-1 kernel) or
-    "gen" (the general kernels)."""
-    if il:
-        return "il"
-    b1 = M == 1 and _BATCH1["on"] and t in BATCH1_TYPES and (t != Q4_K or qx is None or qx.g.shape[1] > 0)
-    return "b1" if b1 else "gen"
+def _family(il: int) -> str:
+    """Which kernels run a product: "il" (row-interleaved weights: ``_mv_q4k_il``, ``_mv_q6k_il``)
+    or "gen" (the row-major kernels)."""
+    return "il" if il else "gen"
 
 
 def set_tuned(ggml_type: int, n_out: int, n_in: int, cfg, split: int = 1) -> None:
     """Use ``cfg`` (and ``split``) for batch-1 products with this type and shape from now on
-    (for the kernel that the type's layout, ``layout.INTERLEAVE``, and ``set_batch1_kernels`` pick now)."""
+    (for the kernels of the layout that ``layout.INTERLEAVE`` gives the type now)."""
     from .layout import INTERLEAVE
 
     t = int(ggml_type)
-    TUNED[(t, n_out, n_in, _family(t, INTERLEAVE.get(t, 0), 1))] = (_cfg4(cfg), int(split))
+    TUNED[(t, n_out, n_in, _family(INTERLEAVE.get(t, 0)))] = (_cfg4(cfg), int(split))
 
 
 def _default_cfg(t: int, fam: str, N: int, K: int, M: int) -> tuple[tuple, int | None]:
@@ -672,13 +498,12 @@ def _default_cfg(t: int, fam: str, N: int, K: int, M: int) -> tuple[tuple, int |
     table of the kernel family (batch 1), then the family's defaults."""
     if M == 1:
         tuned = TUNED.get((t, N, K, fam)) or \
-            (None if interpreting() else {"il": H200_IL, "b1": H200_1, "gen": H200}[fam].get((t, N, K)))
+            (None if interpreting() else (H200_IL if fam == "il" else H200).get((t, N, K)))
         if tuned is not None:
             return tuned
     if fam == "il":
         return (DEFAULT_CFG_IL if M == 1 else DEFAULT_CFG_IL_BATCH)[t], None
-    thin, wide = (THIN_CFG_1, DEFAULT_CFG_1) if fam == "b1" else (THIN_CFG, DEFAULT_CFG)
-    cfg = (DEFAULT_CFG_BATCH if M > 1 else thin if N <= THIN_ROWS else wide)[t]
+    cfg = (DEFAULT_CFG_BATCH if M > 1 else THIN_CFG if N <= THIN_ROWS else DEFAULT_CFG)[t]
     if interpreting():     # few programs: the interpreter runs them one by one
         cfg = (max(cfg[0], min(512, triton.next_power_of_2(N))), *cfg[1:])
     return cfg, None
@@ -710,7 +535,7 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     dev = p.w.device
     assert qx.q.device == dev and qx.q.is_contiguous() and qx.d.is_contiguous() and qx.s.is_contiguous()
     t = p.ggml_type
-    fam = _family(t, p.il, M, qx)
+    fam = _family(p.il)
     if cfg is None:
         cfg, tsplit = _default_cfg(t, fam, N, K, M)
         split = tsplit if split is None else split
@@ -732,8 +557,7 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     ws = p.w.stride(0)
     xw = qx.words
     grid = (triton.cdiv(N, bn), split)
-    b1 = fam == "b1"
-    kw = dict(ACC=acc, ATOMIC=split > 1, PF=int(pf) if b1 else bool(pf & 1), ASM=use_asm(), num_warps=warps, **pdl_kw())
+    kw = dict(ACC=acc, ATOMIC=split > 1, PF=bool(pf & 1), ASM=use_asm(), num_warps=warps, **pdl_kw())
     if fam == "il":
         ilkw = dict(M=M, MP=triton.next_power_of_2(M), KS=bb, **kw)
         if t == Q4_K:
@@ -745,20 +569,14 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
             _mv_q6k_il[grid](p.w, p.d, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0),
                              qx.d.stride(0), qx.s.stride(0), out.stride(0), **ilkw)
         return out
-    kw.update(BN=bn, BB=bb)
-    if not b1:                                                  # the general kernels take the batch size
-        kw.update(M=M, MP=triton.next_power_of_2(M))
+    kw.update(BN=bn, BB=bb, M=M, MP=triton.next_power_of_2(M))
     if t in EXT_TYPES:
         _launch_ext(p, qx, out, grid, bps, kw)
         return out
     assert ws % 4 == 0, ws                                     # these types' rows are whole 16-byte units
-    if b1 and t == Q4_K:
-        _mv_q4k_1[grid](p.w, xw, qx.g, out, N, NB, bps, ws // 4, out.stride(0), **kw)
-    elif t in (Q4_K, Q5_K):
+    if t in (Q4_K, Q5_K):
         _mv_q45k[grid](p.w, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, xw.stride(0), qx.d.stride(0), qx.s.stride(0),
                        out.stride(0), IS_Q5=(t == Q5_K), **kw)
-    elif b1:   # Q6_K
-        _mv_q6k_1[grid](p.w, p.d, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, p.d.stride(0), out.stride(0), **kw)
     elif t == Q6_K:
         _mv_q6k[grid](p.w, p.d, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0), qx.d.stride(0),
                       qx.s.stride(0), out.stride(0), **kw)
