@@ -185,5 +185,14 @@ P)  # session 4, last: the row-major batch-1 kernels removed: CUDA tests, the Q4
   run bench 80 python3 benchmarks/gpu.py --skip check,check_attention,sweep,sweep_types,prefill,breakdown,decode,offload,mixes --out "$OUT"
   grep -E "^\| |rror" "$OUT/bench.log" | tail -12
   ;;
+Q)  # session 4, the very last: split-K summed in slice order by the last slice (no atomic float adds)
+  export TRITON_INTERPRET=0
+  run pytest_gpu 70 python3 -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py \
+      -k "split_k or decode_attention_splits or (interleaved and Q6_K and 1)"
+  tail -2 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run bench33 60 python3 -m ggrun bench --synthetic deepseek-coder-33b:Q4_K_M -p 512 -n 128 -ngl 99 -r 2
+  grep -E "^\| |rror" "$OUT/bench33.log" | tail -4
+  ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"

@@ -126,7 +126,7 @@ def check_kernels():
 
     g = torch.Generator(device="cuda").manual_seed(1)
     bad = []
-    # (M, cfg, split): the defaults, a one-row tile with prefetch, a wide tile without, split-K (atomics)
+    # (M, cfg, split): the defaults, a one-row tile with prefetch, a wide tile without, split-K (parts summed by the last slice)
     full = [(1, None, None), (1, (1, 8, 2, 1), 1), (1, (2, 4, 4, 1), 3), (3, None, 3), (8, None, 1)]
     for t in (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K):
         cases = full if t in (Q4_K, Q6_K, Q2_K, Q3_K, Q5_0) else [(1, None, None), (3, None, 3)]

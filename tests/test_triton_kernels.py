@@ -218,6 +218,32 @@ def test_matvec_interleaved(t, M, gen):
         assert rel(acc - base, ref) < 1e-4, (cfg, split)
 
 
+@pytest.mark.parametrize("t", [Q4_K, Q8_0, Q3_K], ids=["Q4_K-il", "Q8_0", "Q3_K-ext"])
+def test_matvec_split_k_sums_in_order(t, gen):
+    """Split-K: the last K-slice of a row tile sums the slices' parts in slice order (no atomic
+    float adds): the same bits every run, the arrival counters back at zero, y = out + W·x with
+    ``acc`` and y overwritten (not zeroed first) without."""
+    from ggrun.kernels._common import _COUNTERS
+    from ggrun.kernels.matvec import matvec_q
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import qx_dequant
+
+    _, p, W = _weights(t, 40, 6 * 256, gen)
+    for M in (1, 2):
+        qx = quantize_x(torch.randn(M, 6 * 256, device=DEV, generator=gen))
+        ref = qx_dequant(qx) @ W.T
+        cfg = (32, 2, 2, 0) if p.il else (8, 2, 2, 0)
+        y1 = torch.full((M, 40), float("nan"), device=DEV)
+        matvec_q(p, qx, out=y1, cfg=cfg, split=3)
+        y2 = matvec_q(p, qx, cfg=cfg, split=3)
+        assert rel(y1, ref) < 1e-5 and torch.equal(y1, y2), M
+        base = torch.randn(M, 40, device=DEV, generator=gen)
+        acc = base.clone()
+        matvec_q(p, qx, out=acc, acc=True, cfg=cfg, split=3)
+        assert rel(acc - base, ref) < 1e-4, M
+    assert all(int(c.abs().sum()) == 0 for c in _COUNTERS.values())
+
+
 def test_matvec_batch8_q4k(gen):
     from ggrun.kernels.matvec import matvec
 
@@ -314,7 +340,7 @@ def test_decode_attention_splits(n_ctx, split_t, neox, gen):
         ref = torch.einsum("ht,htd->hd", p, Vf).reshape(-1)
         assert rel(o, ref) < 1e-4, pos
         kc.copy_(kc2)          # the kernel's rows (within f16 rounding of the reference's) from here on
-    from ggrun.kernels.attention import _COUNTERS
+    from ggrun.kernels._common import _COUNTERS
 
     assert all(int(c.abs().sum()) == 0 for c in _COUNTERS.values())
 

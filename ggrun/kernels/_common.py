@@ -181,16 +181,52 @@ def program_tile(N, NB, bps, BN: tl.constexpr):
 
 
 @triton.jit
-def store_y(acc, y_ptr, rows, rmask, M: tl.constexpr, MP: tl.constexpr, stride_ym, ACC: tl.constexpr,
-            ATOMIC: tl.constexpr):
-    """A matvec program's result acc [MP, BN] into y [M, N] at ``rows``: stored, added to what y
-    holds (ACC), or atomically added (ATOMIC: split-K, every K-slice adds its part)."""
+def store_y(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M: tl.constexpr, MP: tl.constexpr, stride_ym,
+            ACC: tl.constexpr, SPLIT: tl.constexpr):
+    """A matvec program's result acc [MP, BN] into y [M, N] at ``rows``: stored, or added to what
+    y holds (ACC). SPLIT (split-K: program id 1 is the K-slice): the part goes to ``part_ptr``
+    [slices, MP, N], and the last slice of the row tile to arrive (``cnt_ptr``: one arrival counter
+    per tile, zero before and after) sums the parts in slice order, so the result doesn't depend on
+    the order the slices finish in (atomic float adds into y did)."""
     mrow = tl.arange(0, MP)
     ymask = (mrow[:, None] < M) & rmask[None, :]
     yp = y_ptr + mrow[:, None] * stride_ym + rows[None, :]
-    if ATOMIC:   # split-K: every K-slice adds its part into y (y = out + W·x, or zeroed first)
-        tl.atomic_add(yp, acc, mask=ymask, sem="relaxed")
+    if SPLIT:
+        ns = tl.num_programs(1)
+        tile = tl.program_id(0)
+        tl.store(part_ptr + (tl.program_id(1) * MP + mrow[:, None]) * N + rows[None, :], acc, mask=ymask)
+        tl.debug_barrier()                    # every thread's stores, before the release below
+        arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
+        if arrived == ns - 1:                 # the last slice: all parts are out
+            tl.store(cnt_ptr + tile, 0)       # for the next launch
+            tot = acc * 0.0
+            for sp in range(0, ns):
+                tot += tl.load(part_ptr + (sp * MP + mrow[:, None]) * N + rows[None, :], mask=ymask, other=0.0,
+                               cache_modifier=".cg")
+            if ACC:
+                tot += tl.load(yp, mask=ymask, other=0.0)
+            tl.store(yp, tot, mask=ymask)
     else:
         if ACC:
             acc += tl.load(yp, mask=ymask, other=0.0)
         tl.store(yp, acc, mask=ymask)
+
+
+_COUNTERS: dict[tuple[str, int | None], object] = {}
+_OLD_COUNTERS: list = []       # outgrown ones stay alive: captured graphs may use them
+
+
+def counters(device, n: int):
+    """Arrival counters (int32 zeros) for the kernels whose programs meet through a last-to-arrive
+    program (split-K matvecs, split decode attention) on ``device``: every launch leaves them zero.
+    The kernels of one stream run one after another, so they share one buffer (two streams must
+    not run such kernels at the same time on one device)."""
+    import torch
+
+    key = (device.type, device.index)
+    c = _COUNTERS.get(key)
+    if c is None or c.numel() < n:
+        if c is not None:
+            _OLD_COUNTERS.append(c)
+        c = _COUNTERS[key] = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
+    return c

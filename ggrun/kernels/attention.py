@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import gdc_sync, pdl_kw
+from ._common import counters, gdc_sync, pdl_kw
 
 SPLIT_MIN = 256     # cache positions per split, at least (n_ctx <= SPLIT_MIN: one split)
 SPLIT_MAX = 64      # splits per head, at most (longer caches: longer splits)
@@ -47,28 +47,12 @@ def _plan(n_ctx: int, bt: int, split_t: int | None = None) -> tuple[int, int]:
     return ch, triton.cdiv(n_ctx, ch)
 
 
-_COUNTERS: dict[tuple[str, int | None], torch.Tensor] = {}
-_OLD_COUNTERS: list[torch.Tensor] = []       # outgrown ones stay alive: captured graphs may use them
-
-
-def _counters(device: torch.device, n: int) -> torch.Tensor:
-    """Per-head arrival counters of the split kernels on ``device``: zeros, and every launch
-    leaves them zero (the last split resets its head's)."""
-    key = (device.type, device.index)
-    c = _COUNTERS.get(key)
-    if c is None or c.numel() < n:
-        if c is not None:
-            _OLD_COUNTERS.append(c)
-        c = _COUNTERS[key] = torch.zeros(max(n, 1024), dtype=torch.int32, device=device)
-    return c
-
-
 def _workspace(H: int, ns: int, hd: int, device: torch.device):
     """(counters, acc [H·ns·hd], (m, l) [H·ns·2]) for a split launch; placeholders for one split."""
     if ns == 1:
-        z = _counters(device, 1)
+        z = counters(device, 1)
         return z, z, z
-    return (_counters(device, H), torch.empty(H * ns * hd, dtype=torch.float32, device=device),
+    return (counters(device, H), torch.empty(H * ns * hd, dtype=torch.float32, device=device),
             torch.empty(H * ns * 2, dtype=torch.float32, device=device))
 
 

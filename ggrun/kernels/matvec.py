@@ -9,8 +9,8 @@ Batch 1 (decode): every program keeps its partial products elementwise ([BN, BB,
 across the K loop and reduces them once at the end (no cross-thread shuffles inside the
 loop), optionally loads the next step's words before computing this one (PF), and sees its
 rows as 16-byte aligned (row stride passed in units of 4 words), so the loads vectorize
-for every K. ``split`` > 1 cuts K among programs (thin matrices), which add their parts
-into y with atomics.
+for every K. ``split`` > 1 cuts K among programs (thin matrices); the last of a row tile's
+K-slices to finish sums their parts in a fixed order (``store_y``): deterministic.
 
 Q4_K and Q6_K, whose blocks lie row-interleaved on the GPU (``layout.INTERLEAVE``), have one
 kernel each for every batch size (``_mv_q4k_il``, ``_mv_q6k_il``): a row per thread, so that a
@@ -28,8 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (dp4a, dp4a_acc, dp4a_hi, dp4a_hi_acc, f16_hi, f16_lo, gdc_launch, gdc_sync, gdc_wait, interpreting,
-                      kq_scales, lane, pdl_kw, program_tile, use_asm)
+from ._common import (counters, dp4a, dp4a_acc, dp4a_hi, dp4a_hi_acc, f16_hi, f16_lo, gdc_launch, gdc_sync, gdc_wait,
+                      interpreting, kq_scales, lane, pdl_kw, program_tile, use_asm)
 from ._common import store_y as _store
 from .layout import Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, Packed
 from .matvec_ext import EXT_TYPES, launch as _launch_ext
@@ -95,9 +95,10 @@ def _c_q45k(q, qh, w0, w1, w2, w3, xq, xd, xs, kb, b_hi, BB: tl.constexpr, IS_Q5
 
 
 @triton.jit(do_not_specialize=["N", "NB", "bps", "stride_w4", "stride_ym"])
-def _mv_q45k(w_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, stride_xq, stride_xd, stride_xs,
+def _mv_q45k(w_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
+             N, NB, bps, stride_w4, stride_xq, stride_xd, stride_xs,
              stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr, IS_Q5: tl.constexpr,
-             ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
+             ACC: tl.constexpr, SPLIT: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q4_K (IS_Q5=False) and Q5_K: blocks of 256 in 8 sub-blocks of 32 (6-bit scale and min)."""
     gdc_sync(GDC)
     rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
@@ -124,7 +125,7 @@ def _mv_q45k(w_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, stride
             q, qh, w0, w1, w2, w3 = nq, nqh, n0, n1, n2, n3
     if M == 1:
         acc += tl.sum(tl.sum(acc3, axis=2), axis=1)[None, :]
-    _store(acc, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
+    _store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
 @triton.jit
@@ -157,8 +158,8 @@ def _c_q4k_il(q0, q1, xq_ptr, g_ptr, xrow, grow, bi, d, dmin, h1, h2, h3, v, jj:
 
 
 @triton.jit(do_not_specialize=["N", "NB", "bps", "stride_g4", "stride_ym"])
-def _mv_q4k_il(w_ptr, xq_ptr, g_ptr, y_ptr, N, NB, bps, stride_g4, stride_xq, stride_gx, stride_ym,
-               M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr,
+def _mv_q4k_il(w_ptr, xq_ptr, g_ptr, y_ptr, part_ptr, cnt_ptr, N, NB, bps, stride_g4, stride_xq, stride_gx, stride_ym,
+               M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr, ACC: tl.constexpr, SPLIT: tl.constexpr,
                PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q4_K, row-interleaved (layout.py: 32 rows woven 16 bytes at a time), any batch M ≤ 8.
 
@@ -206,7 +207,7 @@ def _mv_q4k_il(w_ptr, xq_ptr, g_ptr, y_ptr, N, NB, bps, stride_g4, stride_xq, st
         acc += tl.where(kb + s % KS < b_hi, c, 0.0)
     gdc_launch(GDC == 2)
     res = tl.sum(tl.reshape(acc, (MP, KS, 32)), axis=1)                                 # [MP, 32]
-    _store(res, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
+    _store(res, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
 # --- Q6_K -------------------------------------------------------------------------------
@@ -271,9 +272,10 @@ def _c_q6k(qla, qlb, qh, swa, swb, d, xq, xd, xs, kb, b_hi, BN: tl.constexpr, BB
 
 
 @triton.jit(do_not_specialize=["N", "NB", "bps", "stride_w4", "stride_ym"])
-def _mv_q6k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, stride_d, stride_xq, stride_xd,
+def _mv_q6k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
+            N, NB, bps, stride_w4, stride_d, stride_xq, stride_xd,
             stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr,
-            ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
+            ACC: tl.constexpr, SPLIT: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q6_K: blocks of 256 = 2 halves × 4 groups of 32, an int8 scale per 16; q − 32."""
     gdc_sync(GDC)
     rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
@@ -301,13 +303,14 @@ def _mv_q6k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, 
             qla, qlb, qh, swa, swb, d = nla, nlb, nh, nwa, nwb, nd
     if M == 1:
         acc += tl.sum(tl.sum(tl.sum(acc4, axis=3), axis=2), axis=1)[None, :]
-    _store(acc, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
+    _store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
 @triton.jit(do_not_specialize=["N", "NB", "bps", "stride_g4", "stride_dg", "stride_ym"])
-def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_g4, stride_dg, stride_xq, stride_xd,
+def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
+               N, NB, bps, stride_g4, stride_dg, stride_xq, stride_xd,
                stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr, ACC: tl.constexpr,
-               ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
+               SPLIT: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q6_K, row-interleaved, any batch M ≤ 8: as ``_mv_q4k_il`` (one row per thread, lanes over
     warps, [S, 128] tiles). A block is 13 chunks: ql (8), qh (4), scales (1); its d sits in the
     interleaved d plane. Per (half h, 16-column i) the thread holds the ql/qh words of its row and
@@ -355,7 +358,7 @@ def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_g
         acc += tl.where(kb + s % KS < b_hi, tot * d, 0.0)
     gdc_launch(GDC == 2)
     res = tl.sum(tl.reshape(acc, (MP, KS, 32)), axis=1)                                 # [MP, 32]
-    _store(res, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
+    _store(res, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
 # --- Q8_0 / Q4_0 ------------------------------------------------------------------------
@@ -393,9 +396,11 @@ def _c_q8_q4_0(q, d, xq, xd, xs, kb, b_hi, BB: tl.constexpr, IS_Q4: tl.constexpr
 
 
 @triton.jit(do_not_specialize=["N", "NB", "bps", "stride_w4", "stride_ym"])
-def _mv_q8_q4_0(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_w4, stride_d, stride_xq, stride_xd,
+def _mv_q8_q4_0(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
+                N, NB, bps, stride_w4, stride_d, stride_xq, stride_xd,
                 stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr,
-                IS_Q4: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
+                IS_Q4: tl.constexpr, ACC: tl.constexpr, SPLIT: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr,
+                GDC: tl.constexpr):
     """Q8_0 (32 int8 and a scale) and Q4_0 (IS_Q4: 32 nibbles − 8, byte i holds i and i+16)."""
     gdc_sync(GDC)
     rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
@@ -422,7 +427,7 @@ def _mv_q8_q4_0(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_
             q, d = nq, nd
     if M == 1:
         acc += tl.sum(acc2, axis=1)[None, :]
-    _store(acc, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
+    _store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
 MATVEC_TYPES = (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0) + EXT_TYPES     # EXT_TYPES: the kernels of matvec_ext
@@ -464,8 +469,8 @@ N_SM = 132
 DEFAULT_CFG_IL = {Q4_K: (32, 16, 8, 0), Q6_K: (32, 8, 8, 0)}
 DEFAULT_CFG_IL_BATCH = {Q4_K: (32, 2, 8, 0), Q6_K: (32, 2, 8, 0)}
 # (type, N, K) → (cfg, split): the DeepSeek Coder 33B / 6.7B Q4_K_M decode shapes, H200, 2026-11-30
-# (session 4's sweep, benchmarks/gpu_decode_ab.py, device call M in gpu_results.md); split-K (atomics:
-# the order of the parts' sums varies) only where it gains ≥ 5 %: the thin Q6_K matrices
+# (session 4's sweep, benchmarks/gpu_decode_ab.py, device call M in gpu_results.md); split-K only
+# where it gained ≥ 5 % (the thin Q6_K matrices; then with atomic adds, now a fixed-order sum)
 H200_IL: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {
     (Q4_K, 7168, 7168): ((32, 16, 8, 0), 1), (Q4_K, 9216, 7168): ((32, 8, 8, 1), 1),
     (Q4_K, 8192, 7168): ((32, 8, 8, 0), 1), (Q6_K, 1024, 7168): ((32, 8, 8, 0), 4),
@@ -526,7 +531,7 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
              cfg: tuple | None = None, split: int | None = None) -> torch.Tensor:
     """W (Packed [N, K]) · quantized x (M ≤ 8 rows) → y f32 [M, N]. With ``acc``: y = out + W·x
     (``out`` is read and written in place). ``cfg`` = (BN, BB, warps[, prefetch]); ``split`` > 1
-    cuts K among programs that add their parts into y with atomics (y zeroed first unless acc)."""
+    cuts K among programs whose parts are summed in a fixed order by the last to finish."""
     M, K = qx.M, qx.K
     assert 1 <= M <= MAX_M, M
     assert K == p.n_in, (K, p.n_in)
@@ -550,38 +555,41 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     split = triton.cdiv(NB, bps)
     if out is None:
         assert not acc
-        out = (torch.zeros if split > 1 else torch.empty)(M, N, dtype=torch.float32, device=dev)
-    elif split > 1 and not acc:
-        out.zero_()
+        out = torch.empty(M, N, dtype=torch.float32, device=dev)
     assert out.shape == (M, N) and out.dtype == torch.float32 and out.stride(1) == 1, (out.shape, out.stride())
     ws = p.w.stride(0)
     xw = qx.words
     grid = (triton.cdiv(N, bn), split)
-    kw = dict(ACC=acc, ATOMIC=split > 1, PF=bool(pf & 1), ASM=use_asm(), num_warps=warps, **pdl_kw())
+    if split > 1:   # the slices' parts [split, MP, N] and the row tiles' arrival counters (store_y)
+        part = torch.empty(split * triton.next_power_of_2(M) * N, dtype=torch.float32, device=dev)
+        cnt = counters(dev, grid[0])
+    else:
+        part = cnt = out
+    kw = dict(ACC=acc, SPLIT=split > 1, PF=bool(pf & 1), ASM=use_asm(), num_warps=warps, **pdl_kw())
     if fam == "il":
         ilkw = dict(M=M, MP=triton.next_power_of_2(M), KS=bb, **kw)
         if t == Q4_K:
             assert qx.g.shape[1] > 0, qx.g.shape
-            _mv_q4k_il[grid](p.w, xw, qx.g, out, N, NB, bps, ws // 4, xw.stride(0), qx.g.stride(0), out.stride(0),
-                             **ilkw)
+            _mv_q4k_il[grid](p.w, xw, qx.g, out, part, cnt, N, NB, bps, ws // 4, xw.stride(0), qx.g.stride(0),
+                             out.stride(0), **ilkw)
         else:
             assert t == Q6_K, t
-            _mv_q6k_il[grid](p.w, p.d, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0),
+            _mv_q6k_il[grid](p.w, p.d, xw, qx.d, qx.s, out, part, cnt, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0),
                              qx.d.stride(0), qx.s.stride(0), out.stride(0), **ilkw)
         return out
     kw.update(BN=bn, BB=bb, M=M, MP=triton.next_power_of_2(M))
     if t in EXT_TYPES:
-        _launch_ext(p, qx, out, grid, bps, kw)
+        _launch_ext(p, qx, out, part, cnt, grid, bps, kw)
         return out
     assert ws % 4 == 0, ws                                     # these types' rows are whole 16-byte units
     if t in (Q4_K, Q5_K):
-        _mv_q45k[grid](p.w, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, xw.stride(0), qx.d.stride(0), qx.s.stride(0),
-                       out.stride(0), IS_Q5=(t == Q5_K), **kw)
+        _mv_q45k[grid](p.w, xw, qx.d, qx.s, out, part, cnt, N, NB, bps, ws // 4, xw.stride(0), qx.d.stride(0),
+                       qx.s.stride(0), out.stride(0), IS_Q5=(t == Q5_K), **kw)
     elif t == Q6_K:
-        _mv_q6k[grid](p.w, p.d, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0), qx.d.stride(0),
-                      qx.s.stride(0), out.stride(0), **kw)
+        _mv_q6k[grid](p.w, p.d, xw, qx.d, qx.s, out, part, cnt, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0),
+                      qx.d.stride(0), qx.s.stride(0), out.stride(0), **kw)
     elif t in (Q8_0, Q4_0):
-        _mv_q8_q4_0[grid](p.w, p.d, xw, qx.d, qx.s, out, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0),
+        _mv_q8_q4_0[grid](p.w, p.d, xw, qx.d, qx.s, out, part, cnt, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0),
                           qx.d.stride(0), qx.s.stride(0), out.stride(0), IS_Q4=(t == Q4_0), **kw)
     else:
         raise ValueError(f"no matvec kernel for ggml type {t}")

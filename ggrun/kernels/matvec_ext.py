@@ -12,8 +12,8 @@ raw quants with the 8-bit activation blocks (``quantize_x``: q int8, a scale d p
   q + 4 ∈ 0..7 per byte (no per-byte subtraction), the − 4 through the sums (as Q6_K's − 32).
 
 Batch 1 keeps its partial products elementwise across the K loop and reduces them after it;
-PF loads the next step's words before this step computes; ``split`` > 1 adds K-slices into y
-with atomics; RS = 4 tells Triton the rows are 16-byte aligned (Q4_1, Q2_K always; Q5_0,
+PF loads the next step's words before this step computes; ``split`` > 1 cuts K into slices
+whose parts the last to finish sums (``store_y``); RS = 4 tells Triton the rows are 16-byte aligned (Q4_1, Q2_K always; Q5_0,
 Q5_1 and Q3_K blocks are 5 and 27 words, their rows only when the row length allows).
 """
 
@@ -84,9 +84,10 @@ def _c_q451(q, qh, d, m, xq, xd, xs, kb, b_hi, BB: tl.constexpr, T: tl.constexpr
 
 
 @triton.jit(do_not_specialize=["N", "NB", "bps", "stride_wu", "stride_ym"])
-def _mv_q451(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_wu, stride_d, stride_xq, stride_xd,
+def _mv_q451(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
+             N, NB, bps, stride_wu, stride_d, stride_xq, stride_xd,
              stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr,
-             T: tl.constexpr, RS: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr,
+             T: tl.constexpr, RS: tl.constexpr, ACC: tl.constexpr, SPLIT: tl.constexpr, PF: tl.constexpr,
              ASM: tl.constexpr, GDC: tl.constexpr):
     """Q4_1, Q5_0, Q5_1 (T = the ggml type): blocks of 32, one activation block each."""
     gdc_sync(GDC)
@@ -114,7 +115,7 @@ def _mv_q451(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_wu,
             q, qh, d, m = nq, nqh, nd, nm
     if M == 1:
         acc += tl.sum(acc2, axis=1)[None, :]
-    store_y(acc, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
+    store_y(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
 # --- Q2_K / Q3_K --------------------------------------------------------------------------
@@ -195,9 +196,10 @@ def _c_q23k(q, hm, sa, sb, sc, dm, xq, xd, xs, kb, b_hi, BN: tl.constexpr, BB: t
 
 
 @triton.jit(do_not_specialize=["N", "NB", "bps", "stride_wu", "stride_ym"])
-def _mv_q23k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_wu, stride_d, stride_xq, stride_xd,
+def _mv_q23k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
+             N, NB, bps, stride_wu, stride_d, stride_xq, stride_xd,
              stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr,
-             IS_Q3: tl.constexpr, RS: tl.constexpr, ACC: tl.constexpr, ATOMIC: tl.constexpr, PF: tl.constexpr,
+             IS_Q3: tl.constexpr, RS: tl.constexpr, ACC: tl.constexpr, SPLIT: tl.constexpr, PF: tl.constexpr,
              ASM: tl.constexpr, GDC: tl.constexpr):
     """Q2_K (IS_Q3=False: 2-bit q, 4-bit scale and min per 16) and Q3_K (3-bit q − 4, 6-bit
     scale − 32 per 16)."""
@@ -227,10 +229,10 @@ def _mv_q23k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, N, NB, bps, stride_wu,
             q, hm, sa, sb, sc, dm = nq, nhm, nsa, nsb, nsc, ndm
     if M == 1:
         acc += tl.sum(tl.sum(tl.sum(acc4, axis=3), axis=2), axis=1)[None, :]
-    store_y(acc, y_ptr, rows, rmask, M, MP, stride_ym, ACC, ATOMIC)
+    store_y(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
-def launch(p: Packed, qx, out, grid, bps: int, kw: dict) -> None:
+def launch(p: Packed, qx, out, part, cnt, grid, bps: int, kw: dict) -> None:
     """Run the kernel of ``p``'s type (one of EXT_TYPES) for ``matvec.matvec_q``: ``grid``,
     ``bps`` (blocks per split) and the meta-parameters ``kw`` as it chose them."""
     t = p.ggml_type
@@ -238,7 +240,7 @@ def launch(p: Packed, qx, out, grid, bps: int, kw: dict) -> None:
     rs = 4 if ws % 4 == 0 else 1                   # 16-byte aligned rows: vector loads
     d = p.d_words
     xw = qx.words
-    args = (p.w, d, xw, qx.d, qx.s, out, p.n_out, p.n_blocks, bps, ws // rs, d.stride(0), xw.stride(0),
+    args = (p.w, d, xw, qx.d, qx.s, out, part, cnt, p.n_out, p.n_blocks, bps, ws // rs, d.stride(0), xw.stride(0),
             qx.d.stride(0), qx.s.stride(0), out.stride(0))
     if t in (Q4_1, Q5_0, Q5_1):
         _mv_q451[grid](*args, T=t, RS=rs, **kw)
