@@ -178,8 +178,10 @@ def _weave(t: torch.Tensor, il: int, unit: int) -> torch.Tensor:
     rows past n zeros)."""
     n, width = t.shape
     g = -(-n // il)
-    padded = t.new_zeros(g * il, width)
-    padded[:n] = t
+    padded = t
+    if n % il:
+        padded = t.new_zeros(g * il, width)
+        padded[:n] = t
     return padded.reshape(g, il, width // unit, unit).permute(0, 2, 1, 3).reshape(g, width * il).contiguous()
 
 

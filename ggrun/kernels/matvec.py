@@ -129,6 +129,31 @@ def _mv_q45k(w_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
 
 
 @triton.jit
+def _il_tile(w_ptr, N, NB, bps, stride_g4, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr):
+    """The interleaved kernels' program: its 32 rows (one group, program id 0) and their mask, its
+    K-block range, and the [S, 128] tile indices (S = MP·KS lanes): lane s [S, 1], element e [1, 128]
+    (row·4 + word: Triton lays the threads along it, 16 bytes each, and the warps along the lanes),
+    the word in a thread's vector v [1, 1, 4] (for [S, 32, 4] views), the lane's token m [S, 1]
+    and the group's words w_ptr + e."""
+    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, 32)
+    s = tl.arange(0, MP * KS)[:, None]
+    e = tl.arange(0, 128)[None, :]
+    v = tl.arange(0, 4)[None, None, :]
+    m = tl.minimum(s // KS, M - 1)
+    wrow = w_ptr + tl.program_id(0).to(tl.int64) * stride_g4 * 4 + e                    # × 4: 16-byte groups
+    return rows, rmask, b_lo, b_hi, s, e, v, m, wrow
+
+
+@triton.jit
+def _il_store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr,
+              stride_ym, ACC: tl.constexpr, SPLIT: tl.constexpr, GDC: tl.constexpr):
+    """The lanes' sums acc [S, 32] meet (a fixed order) and go to y (``store_y``)."""
+    gdc_launch(GDC == 2)
+    res = tl.sum(tl.reshape(acc, (MP, KS, 32)), axis=1)                                 # [MP, 32]
+    _store(res, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
+
+
+@triton.jit
 def _ld_q4k_il(wb):
     """The 9 chunks of the blocks at ``wb`` [S, 128] (word addresses of chunk 0): the header (d,
     dmin · scales) and, per 64-group, quant words 0-3 and 4-7, each [S, 128]."""
@@ -171,14 +196,7 @@ def _mv_q4k_il(w_ptr, xq_ptr, g_ptr, y_ptr, part_ptr, cnt_ptr, N, NB, bps, strid
     Blocks past the program's range are clamped to valid ones and dropped."""
     S: tl.constexpr = MP * KS
     gdc_launch(GDC == 1)
-    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, 32)
-    # tiles [S, 128]: a lane's 32 rows × 4 words as one contiguous axis, so that Triton lays the
-    # threads along it (16 bytes each) and the warps along the lanes; [S, 32, 4] views for the sums
-    s = tl.arange(0, S)[:, None]                                                        # [S, 1] lanes
-    e = tl.arange(0, 128)[None, :]                                                      # [1, 128] row·4 + word
-    v = tl.arange(0, 4)[None, None, :]
-    m = tl.minimum(s // KS, M - 1)
-    wrow = w_ptr + tl.program_id(0).to(tl.int64) * stride_g4 * 4 + e                    # × 4: 16-byte groups
+    rows, rmask, b_lo, b_hi, s, e, v, m, wrow = _il_tile(w_ptr, N, NB, bps, stride_g4, M, MP, KS)
     xrow = m * stride_xq + e % 4                                                        # [S, 128]: same per row
     grow = m * stride_gx + e % 4
     acc = tl.zeros([S, 32], tl.float32)
@@ -205,9 +223,7 @@ def _mv_q4k_il(w_ptr, xq_ptr, g_ptr, y_ptr, part_ptr, cnt_ptr, N, NB, bps, strid
         if PF:
             hd, q00, q01, q10, q11, q20, q21, q30, q31 = nhd, n00, n01, n10, n11, n20, n21, n30, n31
         acc += tl.where(kb + s % KS < b_hi, c, 0.0)
-    gdc_launch(GDC == 2)
-    res = tl.sum(tl.reshape(acc, (MP, KS, 32)), axis=1)                                 # [MP, 32]
-    _store(res, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
+    _il_store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, KS, stride_ym, ACC, SPLIT, GDC)
 
 
 # --- Q6_K -------------------------------------------------------------------------------
@@ -317,14 +333,8 @@ def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
     forms the four 32-value groups g in place (``_q6k_group``); Σ (q − 32)·x = dot − 32·Σx."""
     S: tl.constexpr = MP * KS
     gdc_launch(GDC == 1)
-    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, 32)
-    s = tl.arange(0, S)[:, None]                                                        # [S, 1] lanes
-    e = tl.arange(0, 128)[None, :]                                                      # [1, 128] row·4 + word
-    v = tl.arange(0, 4)[None, None, :]
-    m = tl.minimum(s // KS, M - 1)
-    g0 = tl.program_id(0).to(tl.int64)
-    wrow = w_ptr + g0 * stride_g4 * 4 + e
-    drow = d_ptr + g0 * stride_dg + (e // 16) * 4 + e % 4                               # rows 4(r//4) .. +3: f16 × 4
+    rows, rmask, b_lo, b_hi, s, e, v, m, wrow = _il_tile(w_ptr, N, NB, bps, stride_g4, M, MP, KS)
+    drow = d_ptr + tl.program_id(0).to(tl.int64) * stride_dg + (e // 16) * 4 + e % 4                               # rows 4(r//4) .. +3: f16 × 4
     r4 = (tl.arange(0, 32) % 4)[None, :, None]
     xrow = m * stride_xq + e % 4
     xdrow = m * stride_xd + e % 4
@@ -356,9 +366,7 @@ def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
                     sx = lane(xs_a if g < 2 else xs_b, v, 2 * (g % 2) + i)
                     tot += sc * (dot.to(tl.float32) - 32.0 * sx) * lane(xd4, v, g)
         acc += tl.where(kb + s % KS < b_hi, tot * d, 0.0)
-    gdc_launch(GDC == 2)
-    res = tl.sum(tl.reshape(acc, (MP, KS, 32)), axis=1)                                 # [MP, 32]
-    _store(res, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
+    _il_store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, KS, stride_ym, ACC, SPLIT, GDC)
 
 
 # --- Q8_0 / Q4_0 ------------------------------------------------------------------------
