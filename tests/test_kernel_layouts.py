@@ -24,8 +24,9 @@ import pytest
 
 pytest.importorskip("triton")
 
+# (kernel, M, KS lanes, warps, PF); warps ≤ lanes, as matvec_q launches them
 CASES = [("_mv_q4k_il", 1, 8, 8, 0), ("_mv_q4k_il", 1, 4, 2, 1), ("_mv_q4k_il", 3, 2, 8, 0),
-         ("_mv_q6k_il", 1, 8, 8, 0), ("_mv_q6k_il", 2, 4, 4, 0)]          # (kernel, M, KS lanes, warps, PF)
+         ("_mv_q4k_il", 2, 2, 4, 0), ("_mv_q6k_il", 1, 8, 8, 0), ("_mv_q6k_il", 2, 4, 4, 0)]
 PTR = {"w_ptr": "*i32", "xq_ptr": "*i32", "cnt_ptr": "*i32", "d_ptr": "*fp16"}
 DIV16 = ("stride_xq", "stride_gx", "stride_xd", "stride_xs")   # K-derived strides: multiples of 16 in practice
 

@@ -334,7 +334,7 @@ def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
     S: tl.constexpr = MP * KS
     gdc_launch(GDC == 1)
     rows, rmask, b_lo, b_hi, s, e, v, m, wrow = _il_tile(w_ptr, N, NB, bps, stride_g4, M, MP, KS)
-    drow = d_ptr + tl.program_id(0).to(tl.int64) * stride_dg + (e // 16) * 4 + e % 4                               # rows 4(r//4) .. +3: f16 × 4
+    drow = d_ptr + tl.program_id(0).to(tl.int64) * stride_dg + (e // 16) * 4 + e % 4    # rows 4(r//4)..+3: f16 × 4
     r4 = (tl.arange(0, 32) % 4)[None, :, None]
     xrow = m * stride_xq + e % 4
     xdrow = m * stride_xd + e % 4
@@ -555,6 +555,7 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     bn, bb, warps, pf = _cfg4(cfg)
     if fam == "il":
         bn = p.il                                              # a program: one group of rows
+        warps = min(warps, triton.next_power_of_2(M) * bb)     # a warp per lane at most (more would repeat them)
     if split is None:
         split = pick_split(N, NB, bn, bb)
     steps = triton.cdiv(NB, bb)
