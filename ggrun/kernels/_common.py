@@ -181,6 +181,19 @@ def program_tile(N, NB, bps, BN: tl.constexpr):
 
 
 @triton.jit
+def last_to_arrive(cnt_ptr, idx, n):
+    """Count this program's arrival at counter ``idx`` after its stores (every thread's, then a
+    release); True for the last of the ``n`` programs that meet there, which then sees their stores
+    (acquire) and resets the counter for the next launch (see ``counters``)."""
+    tl.debug_barrier()
+    arrived = tl.atomic_add(cnt_ptr + idx, 1, sem="acq_rel", scope="gpu")
+    last = arrived == n - 1
+    if last:
+        tl.store(cnt_ptr + idx, 0)
+    return last
+
+
+@triton.jit
 def store_y(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M: tl.constexpr, MP: tl.constexpr, stride_ym,
             ACC: tl.constexpr, SPLIT: tl.constexpr):
     """A matvec program's result acc [MP, BN] into y [M, N] at ``rows``: stored, or added to what
@@ -193,12 +206,8 @@ def store_y(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M: tl.constexpr, MP: 
     yp = y_ptr + mrow[:, None] * stride_ym + rows[None, :]
     if SPLIT:
         ns = tl.num_programs(1)
-        tile = tl.program_id(0)
         tl.store(part_ptr + (tl.program_id(1) * MP + mrow[:, None]) * N + rows[None, :], acc, mask=ymask)
-        tl.debug_barrier()                    # every thread's stores, before the release below
-        arrived = tl.atomic_add(cnt_ptr + tile, 1, sem="acq_rel", scope="gpu")
-        if arrived == ns - 1:                 # the last slice: all parts are out
-            tl.store(cnt_ptr + tile, 0)       # for the next launch
+        if last_to_arrive(cnt_ptr, tl.program_id(0), ns):   # the last slice: all parts are out
             tot = acc * 0.0
             for sp in range(0, ns):
                 tot += tl.load(part_ptr + (sp * MP + mrow[:, None]) * N + rows[None, :], mask=ymask, other=0.0,

@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import counters, gdc_sync, pdl_kw
+from ._common import counters, gdc_sync, last_to_arrive, pdl_kw
 
 SPLIT_MIN = 256     # cache positions per split, at least (n_ctx <= SPLIT_MIN: one split)
 SPLIT_MAX = 64      # splits per head, at most (longer caches: longer splits)
@@ -88,11 +88,8 @@ def _merge(acc, m_i, l_i, hq, sp, n_act, pacc_ptr, pml_ptr, cnt_ptr, HD: tl.cons
         tl.store(pacc_ptr + row * HD + d, acc)
         tl.store(pml_ptr + row * 2, m_i)
         tl.store(pml_ptr + row * 2 + 1, l_i)
-        tl.debug_barrier()                    # every thread's stores, before the release below
-        arrived = tl.atomic_add(cnt_ptr + hq, 1, sem="acq_rel", scope="gpu")
-        mine = arrived == n_act - 1
+        mine = last_to_arrive(cnt_ptr, hq, n_act)
         if mine:                              # the last one: all partials are out
-            tl.store(cnt_ptr + hq, 0)         # for the next launch
             s = tl.arange(0, NSB)
             base = hq * NS
             m_s = tl.load(pml_ptr + (base + s) * 2, mask=s < n_act, other=float("-inf"), cache_modifier=".cg")
