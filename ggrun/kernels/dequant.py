@@ -79,7 +79,8 @@ def _dequant_kernel(w_ptr, d_ptr, ids_ptr, y_ptr, R, NB, stride_w, stride_d, str
         qh = (qh >> (8 * (l % 4) + 2 * g)) & 3
         q = (ql | (qh << 4)) - 32
         si = 8 * h + l // 16 + 2 * g
-        sc = (tl.load(_word(w_ptr, row, stride_w, bi, 48 + si // 4, 52, IL), mask=bmask, other=0) >> (8 * (si % 4))) & 0xFF
+        sc = tl.load(_word(w_ptr, row, stride_w, bi, 48 + si // 4, 52, IL), mask=bmask, other=0)
+        sc = (sc >> (8 * (si % 4))) & 0xFF
         sc = (sc ^ 0x80) - 0x80
         d = tl.load(_field(d_ptr, row, stride_d, bi, IL), mask=bmask, other=0.0).to(tl.float32)
         y = (d * sc.to(tl.float32)) * q.to(tl.float32)
@@ -171,6 +172,6 @@ def dequantize(p: Packed, ids: torch.Tensor | None = None, dtype: torch.dtype = 
     d = p.d_words if p.d is not None else p.w
     grid = (triton.cdiv(R, br), triton.cdiv(NB, bb))
     _dequant_kernel[grid](p.w, d, ids if ids is not None else p.w, out, R, NB, p.w.stride(0),
-                          d.stride(0), out.stride(0), TYPE=t, BR=br, BB=bb, HAS_IDS=ids is not None, IL=p.il, num_warps=4,
-                          **pdl_kw())
+                          d.stride(0), out.stride(0), TYPE=t, BR=br, BB=bb, HAS_IDS=ids is not None, IL=p.il,
+                          num_warps=4, **pdl_kw())
     return out

@@ -187,7 +187,8 @@ def _weave(t: torch.Tensor, il: int, unit: int) -> torch.Tensor:
 
 def _unweave(t: torch.Tensor, n: int, il: int, unit: int) -> torch.Tensor:
     g, width = t.shape
-    return t.reshape(g, width // (il * unit), il, unit).permute(0, 2, 1, 3).reshape(g * il, width // il)[:n].contiguous()
+    rows = t.reshape(g, width // (il * unit), il, unit).permute(0, 2, 1, 3).reshape(g * il, width // il)
+    return rows[:n].contiguous()
 
 
 def _interleave(p: Packed, il: int) -> Packed:

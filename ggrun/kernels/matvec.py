@@ -206,7 +206,8 @@ def _mv_q4k_il(w_ptr, xq_ptr, g_ptr, y_ptr, part_ptr, cnt_ptr, N, NB, bps, strid
     for kb in range(b_lo, b_hi, KS):
         bi = tl.minimum(kb + s % KS, b_hi - 1)                                          # [S, 1]
         if PF:   # the next step's weights are in flight while this step computes
-            nhd, n00, n01, n10, n11, n20, n21, n30, n31 = _ld_q4k_il(wrow + tl.minimum(kb + KS + s % KS, b_hi - 1) * 1152)
+            nxt = wrow + tl.minimum(kb + KS + s % KS, b_hi - 1) * 1152
+            nhd, n00, n01, n10, n11, n20, n21, n30, n31 = _ld_q4k_il(nxt)
         else:
             hd, q00, q01, q10, q11, q20, q21, q30, q31 = _ld_q4k_il(wrow + bi * 1152)
         hd3 = tl.reshape(hd, (S, 32, 4))                                                # d, dmin · scales[12]
@@ -456,7 +457,7 @@ THIN_ROWS = 2048
 DEFAULT_CFG_BATCH = {Q4_K: (8, 8, 4, 0), Q5_K: (8, 8, 4, 0), Q6_K: (8, 4, 4, 0), Q8_0: (8, 16, 4, 0),
                      Q4_0: (8, 32, 4, 0), Q4_1: (8, 32, 4, 0), Q5_0: (8, 32, 4, 0), Q5_1: (8, 32, 4, 0),
                      Q2_K: (8, 8, 4, 0), Q3_K: (8, 4, 4, 0)}
-TUNED: dict[tuple[int, int, int, str], tuple[tuple[int, int, int, int], int]] = {}   # (t, N, K, family)
+TUNED: dict[tuple[int, int, int, bool], tuple[tuple[int, int, int, int], int]] = {}   # (t, N, K, interleaved)
 # (type, N, K) → (cfg, split): DeepSeek Coder 6.7B / 33B Q4_K_M decode shapes, H200, 2026-11-30
 # (the second sweep of gpu_results.md; the whole-token figures there ran with these tiles)
 H200: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {
@@ -491,30 +492,23 @@ H200_IL: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {
 }
 
 
-def _family(il: int) -> str:
-    """Which kernels run a product: "il" (row-interleaved weights: ``_mv_q4k_il``, ``_mv_q6k_il``)
-    or "gen" (the row-major kernels)."""
-    return "il" if il else "gen"
-
-
 def set_tuned(ggml_type: int, n_out: int, n_in: int, cfg, split: int = 1) -> None:
     """Use ``cfg`` (and ``split``) for batch-1 products with this type and shape from now on
     (for the kernels of the layout that ``layout.INTERLEAVE`` gives the type now)."""
     from .layout import INTERLEAVE
 
     t = int(ggml_type)
-    TUNED[(t, n_out, n_in, _family(INTERLEAVE.get(t, 0)))] = (_cfg4(cfg), int(split))
+    TUNED[(t, n_out, n_in, t in INTERLEAVE)] = (_cfg4(cfg), int(split))
 
 
-def _default_cfg(t: int, fam: str, N: int, K: int, M: int) -> tuple[tuple, int | None]:
+def _default_cfg(t: int, il: bool, N: int, K: int, M: int) -> tuple[tuple, int | None]:
     """The tile (and split, None: ``pick_split``) for a product nobody set: TUNED, then the H200
-    table of the kernel family (batch 1), then the family's defaults."""
+    table of the layout's kernels (batch 1), then their defaults (il: the interleaved kernels)."""
     if M == 1:
-        tuned = TUNED.get((t, N, K, fam)) or \
-            (None if interpreting() else (H200_IL if fam == "il" else H200).get((t, N, K)))
+        tuned = TUNED.get((t, N, K, il)) or (None if interpreting() else (H200_IL if il else H200).get((t, N, K)))
         if tuned is not None:
             return tuned
-    if fam == "il":
+    if il:
         return (DEFAULT_CFG_IL if M == 1 else DEFAULT_CFG_IL_BATCH)[t], None
     cfg = (DEFAULT_CFG_BATCH if M > 1 else THIN_CFG if N <= THIN_ROWS else DEFAULT_CFG)[t]
     if interpreting():     # few programs: the interpreter runs them one by one
@@ -548,14 +542,15 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     dev = p.w.device
     assert qx.q.device == dev and qx.q.is_contiguous() and qx.d.is_contiguous() and qx.s.is_contiguous()
     t = p.ggml_type
-    fam = _family(p.il)
+    il = p.il > 0
+    MP = triton.next_power_of_2(M)
     if cfg is None:
-        cfg, tsplit = _default_cfg(t, fam, N, K, M)
+        cfg, tsplit = _default_cfg(t, il, N, K, M)
         split = tsplit if split is None else split
     bn, bb, warps, pf = _cfg4(cfg)
-    if fam == "il":
+    if il:
         bn = p.il                                              # a program: one group of rows
-        warps = min(warps, triton.next_power_of_2(M) * bb)     # a warp per lane at most (more would repeat them)
+        warps = min(warps, MP * bb)                            # a warp per lane at most (more would repeat them)
     if split is None:
         split = pick_split(N, NB, bn, bb)
     steps = triton.cdiv(NB, bb)
@@ -570,13 +565,13 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     xw = qx.words
     grid = (triton.cdiv(N, bn), split)
     if split > 1:   # the slices' parts [split, MP, N] and the row tiles' arrival counters (store_y)
-        part = torch.empty(split * triton.next_power_of_2(M) * N, dtype=torch.float32, device=dev)
+        part = torch.empty(split * MP * N, dtype=torch.float32, device=dev)
         cnt = counters(dev, grid[0])
     else:
         part = cnt = out
     kw = dict(ACC=acc, SPLIT=split > 1, PF=bool(pf & 1), ASM=use_asm(), num_warps=warps, **pdl_kw())
-    if fam == "il":
-        ilkw = dict(M=M, MP=triton.next_power_of_2(M), KS=bb, **kw)
+    if il:
+        ilkw = dict(M=M, MP=MP, KS=bb, **kw)
         if t == Q4_K:
             assert qx.g.shape[1] > 0, qx.g.shape
             _mv_q4k_il[grid](p.w, xw, qx.g, out, part, cnt, N, NB, bps, ws // 4, xw.stride(0), qx.g.stride(0),
@@ -586,7 +581,7 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
             _mv_q6k_il[grid](p.w, p.d, xw, qx.d, qx.s, out, part, cnt, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0),
                              qx.d.stride(0), qx.s.stride(0), out.stride(0), **ilkw)
         return out
-    kw.update(BN=bn, BB=bb, M=M, MP=triton.next_power_of_2(M))
+    kw.update(BN=bn, BB=bb, M=M, MP=MP)
     if t in EXT_TYPES:
         _launch_ext(p, qx, out, part, cnt, grid, bps, kw)
         return out

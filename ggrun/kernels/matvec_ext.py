@@ -13,8 +13,9 @@ raw quants with the 8-bit activation blocks (``quantize_x``: q int8, a scale d p
 
 Batch 1 keeps its partial products elementwise across the K loop and reduces them after it;
 PF loads the next step's words before this step computes; ``split`` > 1 cuts K into slices
-whose parts the last to finish sums (``store_y``); RS = 4 tells Triton the rows are 16-byte aligned (Q4_1, Q2_K always; Q5_0,
-Q5_1 and Q3_K blocks are 5 and 27 words, their rows only when the row length allows).
+whose parts the last to finish sums (``store_y``); RS = 4 tells Triton the rows are 16-byte
+aligned (Q4_1, Q2_K always; Q5_0, Q5_1 and Q3_K blocks are 5 and 27 words, their rows only when
+the row length allows).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Per 32 values: d = amax/127, q = round(x/d) (half away from zero), kept as int8; the
 kernels also get Σq over each 16 values (for the weight types with offsets) and, per 64 values
-(a Q4_K sub-block pair, for the Q4_K batch-1 kernel), the record (d_a, d_b, d_a·Σq_a, d_b·Σq_b) in one 16-byte unit. Optionally
-fused with what precedes the matmul: RMSNorm (× weight) or SwiGLU (silu(g)·u).
+(a Q4_K sub-block pair, for the interleaved Q4_K kernel), the record (d_a, d_b, d_a·Σq_a,
+d_b·Σq_b) in one 16-byte unit. Optionally fused with what precedes the matmul: RMSNorm
+(× weight) or SwiGLU (silu(g)·u).
 """
 
 from __future__ import annotations
