@@ -250,6 +250,25 @@ def rotating_packs(N: int, K: int, t: int, raw=None, row_major: bool = False):
     return packs, nbytes, quantize_x(torch.randn(1, K, device="cuda")), torch.empty(1, N, device="cuda")
 
 
+def record_best(model: str, label: str, t: int, N: int, K: int, nbytes: int, res: list, ref: str, ms_ref: float,
+                new: str = "new") -> dict:
+    """A shape's fastest timed tile among ``res`` [(GB/s, cfg, split, ms)] into matvec.TUNED, and its
+    row beside the reference kernel ``ref`` (ms_ref per call), logged with the next three."""
+    from ggrun.kernels import matvec as mv
+
+    ranked = sorted(res, reverse=True)
+    best = ranked[0]
+    mv.set_tuned(t, N, K, best[1], best[2])
+    row = dict(model=model, matrix=label, type=TYPE_NAMES[t], N=N, K=K, mb=nbytes / 1e6, ref=ref,
+               ref_gbs=nbytes / ms_ref / 1e6, ref_us=ms_ref * 1e3, best_gbs=best[0], best_us=best[3] * 1e3,
+               cfg=best[1], split=best[2], all=[(round(r[0]), r[1], r[2]) for r in ranked])
+    log(f"{model:20s} {label:15s} {TYPE_NAMES[t]} {N:6d}x{K:<6d} {nbytes / 1e6:6.1f} MB  {ref} "
+        f"{row['ref_gbs']:5.0f} GB/s {ms_ref * 1e3:6.1f} us | {new} {best[0]:5.0f} GB/s "
+        f"({best[0] / 1e3 / COPY_TBS:4.0%}) {best[3] * 1e3:6.1f} us cfg={best[1]} split={best[2]}; next: "
+        + ", ".join(f"{g:.0f}{c}/{sp}" for g, c, sp, _ in ranked[1:4]))
+    return row
+
+
 @section
 def sweep_matvec(models, quick=False):
     """Per matrix: the committed kernel (benchmarks/matvec_v1.py, its default tile) and the new one
@@ -277,17 +296,7 @@ def sweep_matvec(models, quick=False):
                         res.append((nbytes / ms / 1e6, cfg, split, ms))
                     except Exception as e:  # a config may not compile
                         log(f"  {label} {cfg} split={split}: {e!r}"[:200])
-            best = max(res)
-            mv.set_tuned(t, N, K, best[1], best[2])
-            row = dict(model=model, matrix=label, type=TYPE_NAMES[t], N=N, K=K, mb=nbytes / 1e6,
-                       v1_gbs=nbytes / ms_v1 / 1e6, v1_us=ms_v1 * 1e3, best_gbs=best[0], best_cfg=best[1],
-                       best_split=best[2], best_us=best[3] * 1e3,
-                       all=[(round(r[0]), r[1], r[2]) for r in sorted(res, reverse=True)])
-            rows.append(row)
-            log(f"{model:20s} {label:15s} {TYPE_NAMES[t]} {N:6d}x{K:<6d} {nbytes / 1e6:6.1f} MB  v1 "
-                f"{row['v1_gbs']:5.0f} GB/s {ms_v1 * 1e3:6.1f} us | new {best[0]:5.0f} GB/s ({best[0] / 1e3 / COPY_TBS:4.0%}) "
-                f"{best[3] * 1e3:6.1f} us cfg={best[1]} split={best[2]}; next: "
-                + ", ".join(f"{g:.0f}{c}/{sp}" for g, c, sp, _ in sorted(res, reverse=True)[1:4]))
+            rows.append(record_best(model, label, t, N, K, nbytes, res, "v1", ms_v1))
             del packs
             torch.cuda.empty_cache()
     RESULTS["matvec"] = rows
@@ -359,15 +368,7 @@ def sweep_types(model: str, mixes: list[str], quick=False):
                     res.append((nbytes / ms / 1e6, cfg, split, ms))
                 except Exception as e:  # a config may not compile
                     log(f"  {TYPE_NAMES[t]} {N}x{K} {cfg} split={split}: {e!r}"[:200])
-        best = max(res)
-        mv.set_tuned(t, N, K, best[1], best[2])
-        rows.append(dict(model=model, type=TYPE_NAMES[t], N=N, K=K, mb=nbytes / 1e6, default_gbs=nbytes / ms_def / 1e6,
-                         best_gbs=best[0], best_cfg=best[1], best_split=best[2], best_us=best[3] * 1e3,
-                         all=[(round(r[0]), r[1], r[2]) for r in sorted(res, reverse=True)]))
-        nxt = ", ".join(f"{g:.0f}{c}/{sp}" for g, c, sp, _ in sorted(res, reverse=True)[1:4])
-        log(f"{model:20s} {TYPE_NAMES[t]} {N:6d}x{K:<6d} {nbytes / 1e6:6.1f} MB  default "
-            f"{nbytes / ms_def / 1e6:5.0f} GB/s | best {best[0]:5.0f} GB/s ({best[0] / 1e3 / COPY_TBS:4.0%}) "
-            f"{best[3] * 1e3:6.1f} us cfg={best[1]} split={best[2]}; next: {nxt}")
+        rows.append(record_best(model, "", t, N, K, nbytes, res, "default", ms_def, new="best"))
         del packs
         torch.cuda.empty_cache()
     RESULTS.setdefault("matvec_types", []).extend(rows)

@@ -22,10 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
-import gpu  # noqa: E402  (benchmarks/gpu.py: graph_time, MV_SHAPES, rotating_packs, step_breakdown, log, section)
-from gpu import COPY_TBS, MV_SHAPES, RESULTS, graph_time, log, section  # noqa: E402
+import gpu  # noqa: E402  (benchmarks/gpu.py: graph_time, MV_SHAPES, rotating_packs, record_best, step_breakdown, …)
+from gpu import MV_SHAPES, RESULTS, graph_time, log, section  # noqa: E402
 from gpu_pdl_ab import greedy_logits, tps as _tps  # noqa: E402  (capture + 16 greedy steps; best tg t/s)
-from ggrun.kernels.layout import Q4_K, Q6_K, TYPE_NAMES  # noqa: E402
+from ggrun.kernels.layout import Q4_K, Q6_K  # noqa: E402
 
 def _set_layouts(ils: dict) -> None:
     from ggrun.kernels import layout
@@ -74,16 +74,7 @@ def sweep(models):
                 for _, cfg, _, _ in sorted(res, reverse=True)[:3]:
                     for split in (2, 4):
                         run(cfg, split)
-            best = max(res)
-            mv.set_tuned(t, N, K, best[1], best[2])
-            row = dict(model=model, matrix=label, type=TYPE_NAMES[t], N=N, K=K, mb=nbytes / 1e6,
-                       old_gbs=nbytes / ms_old / 1e6, old_us=ms_old * 1e3, new_gbs=best[0], new_us=best[3] * 1e3,
-                       cfg=best[1], split=best[2], all=[(round(r[0]), r[1], r[2]) for r in sorted(res, reverse=True)])
-            rows.append(row)
-            log(f"{model:20s} {label:15s} {TYPE_NAMES[t]} {N:6d}x{K:<6d} {nbytes / 1e6:6.1f} MB  row-major "
-                f"{row['old_gbs']:5.0f} GB/s {ms_old * 1e3:6.1f} us | interleaved {best[0]:5.0f} GB/s "
-                f"({best[0] / 1e3 / COPY_TBS:4.0%}) {best[3] * 1e3:6.1f} us cfg={best[1]} split={best[2]}; next: "
-                + ", ".join(f"{g:.0f}{c}/{sp}" for g, c, sp, _ in sorted(res, reverse=True)[1:4]))
+            rows.append(gpu.record_best(model, label, t, N, K, nbytes, res, "row-major", ms_old, new="interleaved"))
             del packs
             torch.cuda.empty_cache()
     RESULTS["sweep"] = rows
