@@ -244,6 +244,53 @@ def test_matvec_split_k_sums_in_order(t, gen):
     assert all(int(c.abs().sum()) == 0 for c in _COUNTERS.values())
 
 
+def test_matvec_swiglu_epilogue(gen):
+    """The stacked [gate; up] Q4_K product with ``swiglu``: y as without it, and the quantized
+    silu(gate)·up bit for bit what quantize_x gives from y (per-64 records with F = 128; without
+    them with F = 96)."""
+    from ggrun.kernels.matvec import matvec_q
+    from ggrun.kernels.quantize_x import empty_qx, quantize_x
+
+    for F in (128, 96):
+        (_, pg, _), (_, pu, _) = _weights(Q4_K, F, 512, gen), _weights(Q4_K, F, 512, gen)
+        stack, _ = layout.concat([pg, pu])
+        qx = quantize_x(torch.randn(1, 512, device=DEV, generator=gen))
+        y0 = matvec_q(stack, qx, cfg=(32, 4, 2, 0), split=1)
+        ref = quantize_x(y0[:, :F], up=y0[:, F:])
+        for cfg in ((32, 4, 2, 0), (32, 2, 1, 1)):
+            sq = empty_qx(1, F, DEV)
+            y = matvec_q(stack, qx, cfg=cfg, split=3, swiglu=sq)       # (the split is dropped)
+            assert torch.equal(y, matvec_q(stack, qx, cfg=cfg, split=1)), (F, cfg)
+            yr = quantize_x(y[:, :F], up=y[:, F:])
+            for a, b in ((sq.q, yr.q), (sq.d, yr.d), (sq.s, yr.s), (sq.g, yr.g)):
+                assert torch.equal(a, b), (F, cfg)
+            assert rel(sq.d, ref.d) < 1e-5
+
+
+@pytest.mark.parametrize("M", [1, 3])
+def test_matvec_pair_q6k_q4k(M, gen):
+    """One launch for an interleaved Q6_K and Q4_K matrix (attn_v beside q+k): each output as its
+    own launch gives it, bit for bit, both argument orders, into column ranges of one buffer."""
+    from ggrun.kernels.matvec import matvec_q, matvec_q_pair, pairable
+    from ggrun.kernels.quantize_x import quantize_x
+    from ggrun.kernels.testing import qx_dequant
+
+    _, p4, W4 = _weights(Q4_K, 70, 3 * 256, gen)
+    _, p6, W6 = _weights(Q6_K, 40, 3 * 256, gen)
+    _, p4b, _ = _weights(Q4_K, 8, 2 * 256, gen)
+    assert pairable(p4, p6) and pairable(p6, p4) and not pairable(p4, p4) and not pairable(p6, p4b)
+    qx = quantize_x(torch.randn(M, 3 * 256, device=DEV, generator=gen))
+    cfg = (32, 2, 2, 1)
+    y4, y6 = matvec_q(p4, qx, cfg=cfg, split=1), matvec_q(p6, qx, cfg=cfg, split=1)
+    assert rel(y4, qx_dequant(qx) @ W4.T) < 1e-5 and rel(y6, qx_dequant(qx) @ W6.T) < 1e-5
+    for order in ((p4, p6), (p6, p4)):
+        buf = torch.full((M, 110), float("nan"), device=DEV)
+        ya, yb = (buf[:, :70], buf[:, 70:]) if order[0] is p4 else (buf[:, :40], buf[:, 40:])
+        matvec_q_pair(*order, qx, ya, yb, cfg=cfg)
+        got4, got6 = (ya, yb) if order[0] is p4 else (yb, ya)
+        assert torch.equal(got4, y4) and torch.equal(got6, y6)
+
+
 def test_matvec_batch8_q4k(gen):
     from ggrun.kernels.matvec import matvec
 
@@ -343,6 +390,61 @@ def test_decode_attention_splits(n_ctx, split_t, neox, gen):
     from ggrun.kernels._common import _COUNTERS
 
     assert all(int(c.abs().sum()) == 0 for c in _COUNTERS.values())
+
+
+@pytest.mark.parametrize("kv", ["f16", "q8_0"])
+@pytest.mark.parametrize("split_t", [None, 16])
+def test_decode_attention_quantized_output(kv, split_t, gen):
+    """``qx=``: the attention kernels also write their output as 8-bit activation blocks, bit for
+    bit quantize_x(o) (one split and four; the f16 and the any-type kernel)."""
+    from ggrun.kernels.attention import decode_attention, decode_attention_kv
+    from ggrun.kernels.quantize_x import empty_qx, quantize_x
+    from ggrun.kv_types import quantize_q8_0
+
+    H, Hkv, hd, n_ctx, pos = 4, 2, 64, 64, 40
+    cos = torch.rand(n_ctx, hd // 2, device=DEV, generator=gen) * 2 - 1
+    sin = (1 - cos * cos).sqrt()
+    q, k, v = (torch.randn(n * hd, device=DEV, generator=gen) for n in (H, Hkv, Hkv))
+    P = torch.tensor([pos], dtype=torch.int32, device=DEV)
+    if kv == "f16":
+        kc = torch.randn(Hkv, n_ctx, hd, device=DEV, generator=gen).half()
+        vc = torch.randn_like(kc)
+        attend = decode_attention
+    else:
+        kc, vc = (quantize_q8_0(torch.randn(Hkv, n_ctx, hd, device=DEV, generator=gen)) for _ in range(2))
+        attend = decode_attention_kv
+    qx = empty_qx(1, H * hd, DEV)
+    o = attend(q, k, v, cos, sin, P, kc.clone(), vc.clone(), 0.125, block_t=8, split_t=split_t, qx=qx)
+    o2 = attend(q, k, v, cos, sin, P, kc.clone(), vc.clone(), 0.125, block_t=8, split_t=split_t)
+    assert torch.equal(o, o2)
+    ref = quantize_x(o.view(1, -1))
+    for a, b in ((qx.q, ref.q), (qx.d, ref.d), (qx.s, ref.s), (qx.g, ref.g)):
+        assert torch.equal(a, b)
+
+
+def test_graph_decoder_fused_launches_same_bits():
+    """GraphDecoder's fused launches (the attention kernel quantizes its output, a layer's Q6_K
+    attn_v runs in the q+k launch, the gate/up launch quantizes silu(gate)·up) give the logits
+    of the unfused sequence bit for bit; the tiny Q4_K_M model has one layer of each attn_v type."""
+    from ggrun.backends.cuda import GraphDecoder, _swiglu_fusable, prepare_stacks
+    from ggrun.kernels.matvec import pairable
+    from ggrun.kernels.testing import synthetic_config, synthetic_llama
+
+    cfg = synthetic_config("tiny", n_layer=2, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=40)
+    w = synthetic_llama(cfg, "Q4_K_M", device=DEV)
+    prepare_stacks(w, DEV)
+    out = {}
+    for fuse in (False, True):
+        dec = GraphDecoder(cfg, w, n_ctx=16, device=DEV, fuse=fuse)
+        dec.reset(3, 0)
+        seq = []
+        for _ in range(3):
+            dec.step()
+            seq.append(dec.logits.clone())
+        out[fuse] = torch.stack(seq)
+    assert [len(L["qkv"]) for L in dec.layers] == [1, 2] and pairable(*[p for _, p in dec.layers[1]["qkv"]])
+    assert dec.fuse_o and all(_swiglu_fusable(L["gu"][0][1], cfg.n_ff) for L in dec.layers)
+    assert torch.equal(out[False], out[True])
 
 
 @pytest.mark.parametrize("mix", ["Q4_K_M", "Q2_K"])

@@ -24,7 +24,7 @@ from ..errors import UnsupportedModelError
 from ..kernels import layout
 from ..kernels.attention import decode_attention, decode_attention_kv
 from ..kernels.dequant import dequantize
-from ..kernels.matvec import MAX_M, matvec_q
+from ..kernels.matvec import MAX_M, matvec_q, matvec_q_pair, pairable
 from ..kernels.prefill_ops import rms_norm_f16, swiglu_f16
 from ..kernels.quantize_x import QX, empty_qx, quantize_x
 from ..weights import QuantWeight
@@ -298,8 +298,18 @@ def _groups(ps: list) -> list[tuple[int, int]]:
     return out
 
 
+# GraphDecoder's fused launches: the attention kernel quantizes its output for wo; a layer's Q6_K
+# attn_v runs in its q+k launch; the gate/up launch quantizes silu(gate)·up for the down matrix
+FUSIONS = ("attention_q8", "qkv_pair", "swiglu_q8")
+
+
 class GraphDecoder:
     """Greedy batch-1 decode of a llama-family model, one token per CUDA-graph replay.
+
+    The step's launches per layer: RMSNorm+quantize, q/k/v (stacked; a Q6_K attn_v in the same
+    launch, ``matvec_q_pair``), RoPE+KV write+attention (quantizing its output for wo), wo (adding
+    into the residual), RMSNorm+quantize, gate/up (quantizing silu(gate)·up for down), down: 7,
+    where an unfused step takes 9-10 (``fuse``, ``FUSIONS``).
 
     weights: ``LlamaWeights`` (QuantWeight matrices, f32 norm vectors). The KV cache is this
     object's own ([n_layer, n_kv_head, n_ctx, head_dim] f16), or slot ``slot`` of a model.py
@@ -307,7 +317,7 @@ class GraphDecoder:
     """
 
     def __init__(self, cfg, weights, n_ctx: int, device: str | torch.device = "cuda", cache=None, slot: int = 0,
-                 attn_split: int | None = None):
+                 attn_split: int | None = None, fuse=True, host_inputs: bool = False):
         from ..model import rope_tables
 
         dev = self.device = cuda_device(device)
@@ -336,6 +346,15 @@ class GraphDecoder:
             partial(decode_attention_kv, rot=rot, split_t=attn_split)
         self.tok = torch.zeros(1, dtype=torch.int64, device=dev)
         self.pos = torch.zeros(1, dtype=torch.int32, device=dev)
+        # host_inputs (GraphSteps: the caller samples each token): the step copies tok and pos from
+        # pinned host memory that ``reset`` writes (no kernel launches before a replay) and leaves
+        # the greedy argmax out; else ``reset`` fills them on the device and the step advances them
+        self.host_inputs = host_inputs and dev.type == "cuda"
+        if self.host_inputs:
+            self.tok_host = torch.zeros(1, dtype=torch.int64).pin_memory()
+            self.pos_host = torch.zeros(1, dtype=torch.int32).pin_memory()
+            self.done = torch.cuda.Event()          # recorded after each replay (``replay``)
+            self.in_flight = False
         self.x = torch.zeros(1, D, device=dev)
         self.qkv = torch.zeros(1, self.nq + 2 * self.nk, device=dev)
         self.o = torch.zeros(self.nq, device=dev)
@@ -343,6 +362,11 @@ class GraphDecoder:
         self.logits = torch.zeros(1, cfg.n_vocab, device=dev)
         self.qx_d = empty_qx(1, D, dev)
         self.qx_o = empty_qx(1, self.nq, dev)
+        # fuse: True (all of FUSIONS), False (none: each step its own launch, for A/B runs) or a set of them
+        self.fuse = set(FUSIONS) if fuse is True else set(fuse or ())
+        assert self.fuse <= set(FUSIONS), self.fuse
+        # the attention kernel quantizes its output itself where heads hold whole 64-value pairs
+        self.fuse_o = "attention_q8" in self.fuse and (hd % 64 == 0 or self.qx_o.g.shape[1] == 0)
         self.qx_f = empty_qx(1, Fd, dev)
         self.embd = to_device(weights.token_embd, dev)
         self.out_norm = weights.output_norm.to(dev).float().contiguous()
@@ -356,28 +380,44 @@ class GraphDecoder:
         self.graph: torch.cuda.CUDAGraph | None = None
 
     def step(self) -> None:
-        """One token: embed self.tok at self.pos → self.logits; then tok = argmax, pos += 1."""
+        """One token: embed self.tok at self.pos → self.logits; then tok = argmax, pos += 1 (with
+        host inputs: tok and pos come from the pinned host copies, and stay)."""
         cfg, eps = self.cfg, self.cfg.rms_eps
+        if self.host_inputs:
+            self.tok.copy_(self.tok_host, non_blocking=True)
+            self.pos.copy_(self.pos_host, non_blocking=True)
         dequantize(self.embd, ids=self.tok, out=self.x)
         nq, nk, Fd = self.nq, self.nk, cfg.n_ff
         for il, L in enumerate(self.layers):
             quantize_x(self.x, norm_w=L["attn_norm"], eps=eps, out=self.qx_d)
-            for a, p in L["qkv"]:
-                matvec_q(p, self.qx_d, out=self.qkv[:, a:a + p.n_out])
+            qkv = L["qkv"]
+            if "qkv_pair" in self.fuse and len(qkv) == 2 and pairable(qkv[0][1], qkv[1][1]):   # q+k, Q6_K v
+                (a, pa), (b, pb) = qkv
+                matvec_q_pair(pa, pb, self.qx_d, self.qkv[:, a:a + pa.n_out], self.qkv[:, b:b + pb.n_out])
+            else:
+                for a, p in qkv:
+                    matvec_q(p, self.qx_d, out=self.qkv[:, a:a + p.n_out])
             q = self.qkv[0, :nq]
             self.attend(q, self.qkv[0, nq:nq + nk], self.qkv[0, nq + nk:], self.cos, self.sin, self.pos,
-                        self.k_layers[il], self.v_layers[il], self.scale, neox=cfg.rope.neox, out=self.o)
-            quantize_x(self.o.view(1, -1), out=self.qx_o)
+                        self.k_layers[il], self.v_layers[il], self.scale, neox=cfg.rope.neox, out=self.o,
+                        qx=self.qx_o if self.fuse_o else None)
+            if not self.fuse_o:
+                quantize_x(self.o.view(1, -1), out=self.qx_o)
             matvec_q(L["wo"], self.qx_o, out=self.x, acc=True)
             quantize_x(self.x, norm_w=L["ffn_norm"], eps=eps, out=self.qx_d)
-            for a, p in L["gu"]:
-                matvec_q(p, self.qx_d, out=self.gu[:, a:a + p.n_out])
-            quantize_x(self.gu[:, :Fd], up=self.gu[:, Fd:], out=self.qx_f)
+            gu = L["gu"]
+            if "swiglu_q8" in self.fuse and len(gu) == 1 and _swiglu_fusable(gu[0][1], Fd):   # in that launch
+                matvec_q(gu[0][1], self.qx_d, out=self.gu, swiglu=self.qx_f)
+            else:
+                for a, p in gu:
+                    matvec_q(p, self.qx_d, out=self.gu[:, a:a + p.n_out])
+                quantize_x(self.gu[:, :Fd], up=self.gu[:, Fd:], out=self.qx_f)
             matvec_q(L["down"], self.qx_f, out=self.x, acc=True)
         quantize_x(self.x, norm_w=self.out_norm, eps=eps, out=self.qx_d)
         matvec_q(self.output, self.qx_d, out=self.logits)
-        self.tok.copy_(self.logits.argmax(-1))
-        self.pos.add_(1)
+        if not self.host_inputs:
+            self.tok.copy_(self.logits.argmax(-1))
+            self.pos.add_(1)
 
     def capture(self) -> None:
         """Record ``step`` in a CUDA graph (after a warm-up that compiles every kernel).
@@ -387,21 +427,48 @@ class GraphDecoder:
         with torch.cuda.stream(s):
             self.step()
         torch.cuda.current_stream(self.device).wait_stream(s)
+        if self.host_inputs:           # the warm-up has read the host inputs before anyone rewrites them
+            torch.cuda.synchronize(self.device)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.step()
 
     def reset(self, token: int, pos: int = 0) -> None:
+        """The next step's token and position. With host inputs: written to pinned memory, after
+        the previous replay has read them (its event; in practice it is done already, since the
+        caller has read its logits)."""
+        if self.host_inputs:
+            if self.in_flight:
+                self.done.synchronize()
+                self.in_flight = False
+            self.tok_host[0] = token
+            self.pos_host[0] = pos
+            return
         self.tok.fill_(token)
         self.pos.fill_(pos)
 
+    def replay(self) -> None:
+        """One step: the captured graph (else the eager step), the host inputs' event recorded."""
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.step()
+        if self.host_inputs:
+            self.done.record()
+            self.in_flight = True
+
     def decode(self, n: int) -> None:
         """n greedy tokens (graph replays; no host sync)."""
+        assert not self.host_inputs, "a decoder fed from the host takes one token per reset"
         for _ in range(n):
-            if self.graph is not None:
-                self.graph.replay()
-            else:
-                self.step()
+            self.replay()
+
+
+def _swiglu_fusable(p, n_ff: int) -> bool:
+    """Whether the stacked [gate; up] matrix p can quantize silu(gate)·up in its own launch
+    (``matvec_q(swiglu=…)``): interleaved Q4_K, n_ff a multiple of 32."""
+    return (isinstance(p, layout.Packed) and p.ggml_type == layout.Q4_K and p.il == 32 and p.n_out == 2 * n_ff
+            and n_ff % 32 == 0)
 
 
 def prepare_stacks(weights, device) -> None:

@@ -49,7 +49,8 @@ class GraphSteps:
         hit = self.decoders.get(key)
         if hit is not None and hit[0] is cache:
             return hit[1]
-        dec = GraphDecoder(self.cfg, self.weights, n_ctx=cache.n_ctx, device=self.device, cache=cache, slot=slot)
+        dec = GraphDecoder(self.cfg, self.weights, n_ctx=cache.n_ctx, device=self.device, cache=cache, slot=slot,
+                           host_inputs=True)
         # the warm-up before capture runs a real step: let it write the slot's last position,
         # which a later step overwrites before anything attends to it
         dec.reset(0, cache.n_ctx - 1)
@@ -67,11 +68,8 @@ class GraphSteps:
 
     def _step(self, tokens: torch.Tensor, slot: int, pos: int, cache) -> torch.Tensor:
         dec = self._decoder(cache, slot)
-        dec.reset(int(tokens[0]), pos)                 # fills on the device: no host sync
-        if dec.graph is not None:
-            dec.graph.replay()
-        else:
-            dec.step()
+        dec.reset(int(tokens[0]), pos)                 # pinned host memory the replay copies from
+        dec.replay()
         return dec.logits.clone()
 
 

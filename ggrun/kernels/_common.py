@@ -18,21 +18,30 @@ def use_asm() -> bool:
     return not interpreting()
 
 
-# Off by default. Measured on the H200 (gpu_results.md, session 3): "start" (every program lets the
-# next kernel launch first thing) gives results bit-identical to no PDL but is slower (-10% on the
-# 33B shape, -20% on the 6.7B: waiting programs of many small grids hold the SMs); "end" (the
-# matvecs let the next kernel launch after their K loop; session 3's batch-1 kernels, now the
-# interleaved ones) is faster (+3% / +7%) but its
-# 6.7B decode differs from the one without PDL (logits up to 0.15 apart, the same every run,
-# although every kernel alone gives identical bits in every mode): an ordering bug not found yet,
-# so "end" stays an experiment of benchmarks/gpu_pdl_numerics.py and gpu_decode_ab.py.
+# Programmatic dependent launch (PDL) of the decode kernels, on by default ("end") where the GPU has
+# it (Hopper and later); GGRUN_PDL=off|start|end overrides. "end": a matvec lets the next kernel
+# launch after its K loop, so that kernel's programs (the next matvec's: with its first weights
+# prefetched) are resident and waiting while the matvec's last programs store; every kernel waits
+# for its predecessor's writes before it reads activations. "start" (every program lets the next
+# kernel launch first thing) was slower on the H200 (session 3: -10% on the 33B shape, -20% on the
+# 6.7B: waiting programs of many small grids hold the SMs). Session 3 saw "end" change the 6.7B
+# logits (by up to 0.15, the same every run); its split-K matvecs summed their K-slices with atomic
+# float adds, whose order PDL's timing changes. Since session 4 the slices are summed in a fixed
+# order (``store_y``), and the decode's logits with "end" equal those without PDL bit for bit (33B
+# and 6.7B shapes, eager and graphed, and with the launch attribute on any one call site of the
+# step or all but one: benchmarks/gpu_fusion_ab.py, session 5).
 PDL_MODES = {"off": 0, "start": 1, "end": 2}
-_PDL = {"mode": 0, "ok": None}
+_PDL = {"mode": PDL_MODES.get(os.environ.get("GGRUN_PDL", "end"), 2), "ok": None}
+
+
+def pdl_mode() -> str:
+    """The current PDL mode's name ("off", "start", "end")."""
+    return {v: k for k, v in PDL_MODES.items()}[_PDL["mode"]]
 
 
 def set_pdl(mode) -> None:
-    """Programmatic dependent launch for the decode kernels: "off" (default), "start" or "end"
-    (see above; "end" is an experiment with a known wrong result); True/False: "start"/"off"."""
+    """Programmatic dependent launch for the decode kernels: "off", "start" or "end" (the
+    default; see above); True/False: "start"/"off"."""
     if isinstance(mode, bool):
         mode = "start" if mode else "off"
     _PDL["mode"] = PDL_MODES[mode]
@@ -64,6 +73,15 @@ def gdc_sync(GDC: tl.constexpr):
     if GDC:
         tl.inline_asm_elementwise("griddepcontrol.launch_dependents; griddepcontrol.wait; mov.u32 $0, 0;", "=r", [],
                                   dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
+def gdc_enter(GDC: tl.constexpr):
+    """A matvec's start with PDL: in mode 1 ("start") let the next kernel launch now; in any mode
+    wait for the previous kernel's writes (mode 2, "end": the kernel calls ``gdc_launch(GDC == 2)``
+    after its K loop)."""
+    gdc_launch(GDC == 1)
+    gdc_wait(GDC != 0)
 
 
 @triton.jit

@@ -33,10 +33,12 @@ import triton
 import triton.language as tl
 
 from ._common import counters, gdc_sync, last_to_arrive, pdl_kw
+from .quantize_x import QX, q8_blocks, store_q8
 
 SPLIT_MIN = 256     # cache positions per split, at least (n_ctx <= SPLIT_MIN: one split)
 SPLIT_MAX = 64      # splits per head, at most (longer caches: longer splits)
 MERGE_TILE = 16     # partials merged per step by the last split
+DECODE_BT = 64      # cache positions per step of the f16 kernel (block_t's default)
 
 
 def _plan(n_ctx: int, bt: int, split_t: int | None = None) -> tuple[int, int]:
@@ -57,8 +59,9 @@ def _workspace(H: int, ns: int, hd: int, device: torch.device):
 
 
 @triton.jit
-def _rope_coefs(cos_ptr, sin_ptr, pos, stride_cos, HALF: tl.constexpr, NEOX: tl.constexpr):
-    """→ (d, partner, sign, cos, sin) [HD]: x·cos + sign·x[partner]·sin is x rotated at pos."""
+def _rope_pairs(HALF: tl.constexpr, NEOX: tl.constexpr):
+    """→ (d, partner, sign, j) [HD]: x·cos_j + sign·x[partner]·sin_j is x rotated (cos, sin at
+    table column j of the position's row)."""
     HD: tl.constexpr = 2 * HALF
     d = tl.arange(0, HD)
     if NEOX:   # rotate halves: (d, d + HALF)
@@ -69,6 +72,13 @@ def _rope_coefs(cos_ptr, sin_ptr, pos, stride_cos, HALF: tl.constexpr, NEOX: tl.
         j = d // 2
         partner = d ^ 1
         sgn = tl.where(d % 2 == 0, -1.0, 1.0)
+    return d, partner, sgn, j
+
+
+@triton.jit
+def _rope_coefs(cos_ptr, sin_ptr, pos, stride_cos, HALF: tl.constexpr, NEOX: tl.constexpr):
+    """→ (d, partner, sign, cos, sin) [HD]: x·cos + sign·x[partner]·sin is x rotated at pos."""
+    d, partner, sgn, j = _rope_pairs(HALF, NEOX)
     c = tl.load(cos_ptr + pos * stride_cos + j)
     s = tl.load(sin_ptr + pos * stride_cos + j)
     return d, partner, sgn, c, s
@@ -111,68 +121,96 @@ def _merge(acc, m_i, l_i, hq, sp, n_act, pacc_ptr, pml_ptr, cnt_ptr, HD: tl.cons
 
 
 @triton.jit
+def _store_o(o, o_ptr, hq, d, xq_ptr, xd_ptr, xs_ptr, xg_ptr, HD: tl.constexpr, QO: tl.constexpr, QG: tl.constexpr):
+    """Head hq's output o [HD] (d = arange(HD)) into o [H·HD]; QO: also as the next matvec's
+    8-bit activation blocks (``quantize_x``'s numerics, one head = HD/32 whole blocks; QG: with the
+    per-64 records, HD a multiple of 64), which saves that quantization its own launch."""
+    tl.store(o_ptr + hq * HD + d, o)
+    if QO:
+        qi, dq, sq = q8_blocks(tl.reshape(o, (HD // 32, 2, 16)))
+        store_q8(xq_ptr, xd_ptr, xs_ptr, xg_ptr, hq * HD, (hq + 1) * HD, qi, dq, sq, HD // 32, QG)
+
+
+@triton.jit
 def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, vc_ptr, o_ptr, pacc_ptr, pml_ptr,
-                        cnt_ptr, scale, stride_kch, stride_kct, stride_cos, G: tl.constexpr, HALF: tl.constexpr,
-                        NEOX: tl.constexpr, BT: tl.constexpr, CH: tl.constexpr, NS: tl.constexpr,
-                        NSB: tl.constexpr, GDC: tl.constexpr):
+                        cnt_ptr, xq_ptr, xd_ptr, xs_ptr, xg_ptr, scale, stride_kch, stride_kct, stride_cos,
+                        G: tl.constexpr, HALF: tl.constexpr, NEOX: tl.constexpr, BT: tl.constexpr, CH: tl.constexpr,
+                        NS: tl.constexpr, NSB: tl.constexpr, QO: tl.constexpr, QG: tl.constexpr, GDC: tl.constexpr):
     gdc_sync(GDC)
     hq = tl.program_id(0)                     # query head
     sp = tl.program_id(1)                     # split: cache positions [sp·CH, sp·CH + CH)
     h = hq // G                               # its KV head
+    HD: tl.constexpr = 2 * HALF
+    d, partner, sgn, j = _rope_pairs(HALF, NEOX)
+    # the step's q, k, v load before the position does (nothing of theirs waits for it): one memory
+    # round trip for all of them, then one for the position's cos/sin
+    qa = tl.load(q_ptr + hq * HD + d)
+    qb = tl.load(q_ptr + hq * HD + partner)
+    ka = tl.load(k_ptr + h * HD + d)
+    kb = tl.load(k_ptr + h * HD + partner)
+    vr = tl.load(v_ptr + h * HD + d)
     pos = tl.load(pos_ptr)
     n_act = tl.maximum((pos + (CH - 1)) // CH, 1)     # splits with work: those below pos, and split 0
-    if sp >= n_act:
-        return
-    HD: tl.constexpr = 2 * HALF
-    d, partner, sgn, c, s = _rope_coefs(cos_ptr, sin_ptr, pos, stride_cos, HALF, NEOX)
-    q = tl.load(q_ptr + hq * HD + d) * c + sgn * tl.load(q_ptr + hq * HD + partner) * s
+    c = tl.load(cos_ptr + pos * stride_cos + j)
+    s = tl.load(sin_ptr + pos * stride_cos + j)
+    q = qa * c + sgn * qb * s
     q = q.to(tl.float16).to(tl.float32)       # llama.cpp rounds Q to f16 for K·Q
     kc = kc_ptr + h * stride_kch
     vc = vc_ptr + h * stride_kch
     # split 0: the new token, its k/v from registers (no cross-program wait); its first query
-    # head of the group writes them to the cache. The other splits start empty.
-    if sp == 0:
-        kn = (tl.load(k_ptr + h * HD + d) * c + sgn * tl.load(k_ptr + h * HD + partner) * s).to(tl.float16)
-        vn = tl.load(v_ptr + h * HD + d).to(tl.float16)
-        if hq % G == 0:
-            tl.store(kc + pos * stride_kct + d, kn)
-            tl.store(vc + pos * stride_kct + d, vn)
-        m_i = tl.sum(kn.to(tl.float32) * q, 0) * scale
-        l_i = m_i * 0.0 + 1.0
-        acc = vn.to(tl.float32)
-    else:
-        m_i = tl.full([], float("-inf"), tl.float32)
-        l_i = tl.full([], 0.0, tl.float32)
-        acc = tl.zeros([HD], tl.float32)
+    # head of the group writes them to the cache. The other splits start empty. (No branches
+    # here, nor a return of the splits without work, whose loop below is empty: the loads above
+    # all go out at once.)
+    first = sp == 0
+    kn = (ka * c + sgn * kb * s).to(tl.float16)
+    vn = vr.to(tl.float16)
+    wr = d + (sp + hq % G) * HD < HD          # [HD]: all true in split 0 of a group's first head, else none
+    tl.store(kc + pos * stride_kct + d, kn, mask=wr)
+    tl.store(vc + pos * stride_kct + d, vn, mask=wr)
+    m_i = tl.where(first, tl.sum(kn.to(tl.float32) * q, 0) * scale, float("-inf"))
+    l_i = tl.where(first, 1.0, 0.0)
+    acc = tl.where(first, vn.to(tl.float32), 0.0)
     lo = sp * CH
     hi = tl.minimum(lo + CH, pos)             # positions before pos come from the cache
     for t0 in range(lo, hi, BT):
         t = t0 + tl.arange(0, BT)
         tm = t < hi
         kt = tl.load(kc + t[:, None] * stride_kct + d[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
+        # V's tile loads beside K's (its addresses don't wait for the scores): one memory round trip a tile
+        vt = tl.load(vc + t[:, None] * stride_kct + d[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
         sc = tl.where(tm, tl.sum(kt * q[None, :], 1) * scale, float("-inf"))       # [BT]
         m_new = tl.maximum(m_i, tl.max(sc, 0))
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(sc - m_new)
         l_i = l_i * alpha + tl.sum(p, 0)
-        vt = tl.load(vc + t[:, None] * stride_kct + d[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
         acc = acc * alpha + tl.sum(p[:, None] * vt, 0)
         m_i = m_new
     if NS == 1:
-        tl.store(o_ptr + hq * HD + d, acc / l_i)
-    else:
+        _store_o(acc / l_i, o_ptr, hq, d, xq_ptr, xd_ptr, xs_ptr, xg_ptr, HD, QO, QG)
+    elif sp < n_act:
         o, mine = _merge(acc, m_i, l_i, hq, sp, n_act, pacc_ptr, pml_ptr, cnt_ptr, HD, NS, NSB)
         if mine:
-            tl.store(o_ptr + hq * HD + d, o)
+            _store_o(o, o_ptr, hq, d, xq_ptr, xd_ptr, xs_ptr, xg_ptr, HD, QO, QG)
+
+
+def _qx_args(qx: QX | None, out: torch.Tensor, K: int, hd: int) -> tuple[tuple, dict]:
+    """The kernels' (xq, xd, xs, xg) pointers and their QO, QG switches for ``qx``."""
+    if qx is None:
+        return (out, out, out, out), dict(QO=False, QG=False)
+    assert qx.M == 1 and qx.K == K and hd % 32 == 0, (qx.M, qx.K, K, hd)
+    qg = qx.g.shape[1] > 0
+    assert not qg or hd % 64 == 0, "the per-64 records need whole 64-value pairs per head"
+    return (qx.q, qx.d, qx.s, qx.g), dict(QO=True, QG=qg)
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                      pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float, neox: bool = False,
                      out: torch.Tensor | None = None, block_t: int | None = None,
-                     split_t: int | None = None) -> torch.Tensor:
+                     split_t: int | None = None, qx: QX | None = None) -> torch.Tensor:
     """q [H*hd], k, v [Hkv*hd] f32 (before RoPE); cos, sin [n_pos, hd/2] f32; pos int32/64 [1];
     k_cache, v_cache [Hkv, n_ctx, hd] f16 (written at pos) → o [H*hd] f32. ``split_t``: cache
-    positions per split (default: ``_plan``'s choice from n_ctx)."""
+    positions per split (default: ``_plan``'s choice from n_ctx). ``qx`` (one row of H*hd values):
+    o also as 8-bit blocks, as ``quantize_x(o)`` would give them (``_qx_args``)."""
     Hkv, n_ctx, hd = k_cache.shape
     H = q.numel() // hd
     G = H // Hkv
@@ -182,13 +220,14 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: tor
     assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous() and pos.numel() == 1
     if out is None:
         out = torch.empty(H * hd, dtype=torch.float32, device=q.device)
-    bt = block_t or 64
+    bt = block_t or DECODE_BT
     ch, ns = _plan(n_ctx, bt, split_t)
     cnt, pacc, pml = _workspace(H, ns, hd, q.device)
-    _decode_attn_kernel[(H, ns)](q, k, v, cos, sin, pos, k_cache, v_cache, out, pacc, pml, cnt, float(scale),
+    xa, qo = _qx_args(qx, out, H * hd, hd)
+    _decode_attn_kernel[(H, ns)](q, k, v, cos, sin, pos, k_cache, v_cache, out, pacc, pml, cnt, *xa, float(scale),
                                  k_cache.stride(0), k_cache.stride(1), cos.stride(0), G=G, HALF=hd // 2, NEOX=neox,
-                                 BT=bt, CH=ch, NS=ns, NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4,
-                                 **pdl_kw())
+                                 BT=bt, CH=ch, NS=ns, NSB=min(MERGE_TILE, triton.next_power_of_2(ns)),
+                                 num_warps=4 if bt <= 64 else 8, **qo, **pdl_kw())
     return out
 
 
@@ -250,10 +289,11 @@ def _st_q8(row, boff, soff, q, d):
 
 @triton.jit
 def _decode_attn_kv_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, vc_ptr, o_ptr, pacc_ptr, pml_ptr,
-                           cnt_ptr, scale, skh, skt, svh, svt, stride_cos, rot_scale_k, rot_scale_v, G: tl.constexpr,
-                           HALF: tl.constexpr, NEOX: tl.constexpr, BT: tl.constexpr, KT: tl.constexpr,
-                           VT: tl.constexpr, LOG2_RK: tl.constexpr, LOG2_RV: tl.constexpr, CH: tl.constexpr,
-                           NS: tl.constexpr, NSB: tl.constexpr, GDC: tl.constexpr):
+                           cnt_ptr, xq_ptr, xd_ptr, xs_ptr, xg_ptr, scale, skh, skt, svh, svt, stride_cos,
+                           rot_scale_k, rot_scale_v, G: tl.constexpr, HALF: tl.constexpr, NEOX: tl.constexpr,
+                           BT: tl.constexpr, KT: tl.constexpr, VT: tl.constexpr, LOG2_RK: tl.constexpr,
+                           LOG2_RV: tl.constexpr, CH: tl.constexpr, NS: tl.constexpr, NSB: tl.constexpr,
+                           QO: tl.constexpr, QG: tl.constexpr, GDC: tl.constexpr):
     gdc_sync(GDC)
     hq = tl.program_id(0)                     # query head
     sp = tl.program_id(1)                     # split: cache positions [sp·CH, sp·CH + CH)
@@ -331,33 +371,35 @@ def _decode_attn_kv_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_pt
         if KT == 8:
             kt = tl.load(kc + t3 * skt + boff[None], mask=m3, other=0).to(tl.int8, bitcast=True).to(tl.float32)
             dkt = _ld_f16_bytes(kc + t[:, None] * skt + soff[None, :], tm[:, None])           # [BT, NB]
-            sc = tl.sum(tl.sum(kt * qq[None], 2) * (dkt * dq[None, :]), 1) * scale
         else:
             kt = tl.load(kc + t3 * skt + d2[None], mask=m3, other=0.0).to(tl.float16).to(tl.float32)
+        if VT == 8:       # V's tile loads beside K's (as in _decode_attn_kernel)
+            vq_t = tl.load(vc + t3 * svt + boff[None], mask=m3, other=0).to(tl.int8, bitcast=True).to(tl.float32)
+            vt = vq_t * _ld_f16_bytes(vc + t[:, None] * svt + soff[None, :], tm[:, None])[:, :, None]
+        else:
+            vt = tl.load(vc + t3 * svt + d2[None], mask=m3, other=0.0).to(tl.float16).to(tl.float32)
+        if KT == 8:
+            sc = tl.sum(tl.sum(kt * qq[None], 2) * (dkt * dq[None, :]), 1) * scale
+        else:
             sc = tl.sum(tl.sum(kt * qh[None], 2), 1) * scale
         sc = tl.where(tm, sc, float("-inf"))                                                  # [BT]
         m_new = tl.maximum(m_i, tl.max(sc, 0))
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(sc - m_new)
         l_i = l_i * alpha + tl.sum(p, 0)
-        if VT == 8:
-            vq_t = tl.load(vc + t3 * svt + boff[None], mask=m3, other=0).to(tl.int8, bitcast=True).to(tl.float32)
-            vt = vq_t * _ld_f16_bytes(vc + t[:, None] * svt + soff[None, :], tm[:, None])[:, :, None]
-        else:
-            vt = tl.load(vc + t3 * svt + d2[None], mask=m3, other=0.0).to(tl.float16).to(tl.float32)
         acc = acc * alpha + tl.sum(p[:, None, None] * vt, 0)
         m_i = m_new
     if NS == 1:
         o = tl.reshape(acc / l_i, [HD])
         if LOG2_RV > 0:                       # back from V's rotation
             o = _fwht(o, rot_scale_v, HD, LOG2_RV)
-        tl.store(o_ptr + hq * HD + d, o)
+        _store_o(o, o_ptr, hq, d, xq_ptr, xd_ptr, xs_ptr, xg_ptr, HD, QO, QG)
     else:
         o, mine = _merge(tl.reshape(acc, [HD]), m_i, l_i, hq, sp, n_act, pacc_ptr, pml_ptr, cnt_ptr, HD, NS, NSB)
         if mine:
             if LOG2_RV > 0:                   # back from V's rotation, once the splits are merged
                 o = _fwht(o, rot_scale_v, HD, LOG2_RV)
-            tl.store(o_ptr + hq * HD + d, o)
+            _store_o(o, o_ptr, hq, d, xq_ptr, xd_ptr, xs_ptr, xg_ptr, HD, QO, QG)
 
 
 def _log2(n: int) -> int:
@@ -368,11 +410,12 @@ def _log2(n: int) -> int:
 def decode_attention_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                         pos: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, scale: float,
                         neox: bool = False, out: torch.Tensor | None = None, block_t: int | None = None,
-                        rot: tuple[int, int] = (0, 0), split_t: int | None = None) -> torch.Tensor:
+                        rot: tuple[int, int] = (0, 0), split_t: int | None = None,
+                        qx: QX | None = None) -> torch.Tensor:
     """``decode_attention`` for any cache types: k_cache, v_cache [Hkv, n_ctx, R] as stored
     (f16/f32: R = hd; q8_0 uint8: R = hd/32·34; the last dim contiguous). ``rot``: (n_rot_k,
-    n_rot_v), llama.cpp's Hadamard rotation of quantized caches (0: none); ``split_t`` as there.
-    → o [H*hd] f32."""
+    n_rot_v), llama.cpp's Hadamard rotation of quantized caches (0: none); ``split_t`` and ``qx``
+    as there. → o [H*hd] f32."""
     import numpy as np
 
     from ..kv_types import type_of
@@ -396,9 +439,10 @@ def decode_attention_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: 
     bt = block_t or 32
     ch, ns = _plan(n_ctx, bt, split_t)
     cnt, pacc, pml = _workspace(H, ns, hd, q.device)
-    _decode_attn_kv_kernel[(H, ns)](q, k, v, cos, sin, pos, k_cache, v_cache, out, pacc, pml, cnt, float(scale),
+    xa, qo = _qx_args(qx, out, H * hd, hd)
+    _decode_attn_kv_kernel[(H, ns)](q, k, v, cos, sin, pos, k_cache, v_cache, out, pacc, pml, cnt, *xa, float(scale),
                                     k_cache.stride(0), k_cache.stride(1), v_cache.stride(0), v_cache.stride(1),
                                     cos.stride(0), rs(rk), rs(rv), G=G, HALF=hd // 2, NEOX=neox, BT=bt, KT=kt, VT=vt,
                                     LOG2_RK=_log2(rk), LOG2_RV=_log2(rv), CH=ch, NS=ns,
-                                    NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4, **pdl_kw())
+                                    NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4, **qo, **pdl_kw())
     return out

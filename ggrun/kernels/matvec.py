@@ -16,6 +16,14 @@ Q4_K and Q6_K, whose blocks lie row-interleaved on the GPU (``layout.INTERLEAVE`
 kernel each for every batch size (``_mv_q4k_il``, ``_mv_q6k_il``): a row per thread, so that a
 warp's weight loads are 512 contiguous bytes and its activation loads broadcasts. (Row-major,
 measured on the H200, the kernels were bound by L1 traffic at 55–69 % of the DRAM bandwidth.)
+Their bodies (``_q4k_il``, ``_q6k_il``: one row group's sums) also make ``_mv_q6k_q4k_il``, a
+Q6_K and a Q4_K matrix on one input in one launch (``matvec_q_pair``); and the Q4_K kernel's
+``swiglu`` mode runs a gate group and its up group in one program and quantizes silu(gate)·up
+for the next matrix (``matvec_q(swiglu=…)``).
+
+With PDL (``_common``, "end"), a kernel waits for the previous one's writes before reading the
+activations (Q4_K's prefetch of its first weights comes before that wait) and lets the next
+kernel launch after its K loop.
 
 Here: Q4_K, Q5_K, Q6_K, Q8_0, Q4_0 (and the row-major Q4_K/Q6_K kernels, for A/B runs with
 ``layout.set_interleave``); ``matvec_ext``: Q4_1, Q5_0, Q5_1, Q2_K, Q3_K (same structure);
@@ -28,12 +36,12 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import (counters, dp4a, dp4a_acc, dp4a_hi, dp4a_hi_acc, f16_hi, f16_lo, gdc_launch, gdc_sync, gdc_wait,
-                      interpreting, kq_scales, lane, pdl_kw, program_tile, use_asm)
+from ._common import (counters, dp4a, dp4a_acc, dp4a_hi, dp4a_hi_acc, f16_hi, f16_lo, gdc_enter, gdc_launch,
+                      gdc_wait, interpreting, kq_scales, lane, pdl_kw, program_tile, use_asm)
 from ._common import store_y as _store
 from .layout import Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, Packed
 from .matvec_ext import EXT_TYPES, launch as _launch_ext
-from .quantize_x import QX, quantize_x
+from .quantize_x import QX, q8_blocks, quantize_x, silu_mul, store_q8
 
 MAX_M = 8
 
@@ -100,7 +108,7 @@ def _mv_q45k(w_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
              stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr, IS_Q5: tl.constexpr,
              ACC: tl.constexpr, SPLIT: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q4_K (IS_Q5=False) and Q5_K: blocks of 256 in 8 sub-blocks of 32 (6-bit scale and min)."""
-    gdc_sync(GDC)
+    gdc_enter(GDC)
     rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = rows.to(tl.int64) * stride_w4 * 4          # × 4: Triton sees 16-byte aligned rows
     mrow = tl.arange(0, MP)
@@ -125,32 +133,34 @@ def _mv_q45k(w_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
             q, qh, w0, w1, w2, w3 = nq, nqh, n0, n1, n2, n3
     if M == 1:
         acc += tl.sum(tl.sum(acc3, axis=2), axis=1)[None, :]
+    gdc_launch(GDC == 2)
     _store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
 @triton.jit
-def _il_tile(w_ptr, N, NB, bps, stride_g4, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr):
-    """The interleaved kernels' program: its 32 rows (one group, program id 0) and their mask, its
-    K-block range, and the [S, 128] tile indices (S = MP·KS lanes): lane s [S, 1], element e [1, 128]
-    (row·4 + word: Triton lays the threads along it, 16 bytes each, and the warps along the lanes),
-    the word in a thread's vector v [1, 1, 4] (for [S, 32, 4] views), the lane's token m [S, 1]
-    and the group's words w_ptr + e."""
-    rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, 32)
+def _il_tile(w_ptr, grp, N, stride_g4, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr):
+    """An interleaved kernel's share of row group ``grp``: its 32 rows and their mask, and the
+    [S, 128] tile indices (S = MP·KS lanes): lane s [S, 1], element e [1, 128] (row·4 + word:
+    Triton lays the threads along it, 16 bytes each, and the warps along the lanes), the word in a
+    thread's vector v [1, 1, 4] (for [S, 32, 4] views), the lane's token m [S, 1] and the group's
+    words w_ptr + e."""
+    rows = grp * 32 + tl.arange(0, 32)
     s = tl.arange(0, MP * KS)[:, None]
     e = tl.arange(0, 128)[None, :]
     v = tl.arange(0, 4)[None, None, :]
     m = tl.minimum(s // KS, M - 1)
-    wrow = w_ptr + tl.program_id(0).to(tl.int64) * stride_g4 * 4 + e                    # × 4: 16-byte groups
-    return rows, rmask, b_lo, b_hi, s, e, v, m, wrow
+    wrow = w_ptr + grp.to(tl.int64) * stride_g4 * 4 + e                                 # × 4: 16-byte groups
+    return rows, rows < N, s, e, v, m, wrow
 
 
 @triton.jit
 def _il_store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr,
               stride_ym, ACC: tl.constexpr, SPLIT: tl.constexpr, GDC: tl.constexpr):
-    """The lanes' sums acc [S, 32] meet (a fixed order) and go to y (``store_y``)."""
+    """The lanes' sums acc [S, 32] meet (a fixed order) and go to y (``store_y``) → them, [MP, 32]."""
     gdc_launch(GDC == 2)
     res = tl.sum(tl.reshape(acc, (MP, KS, 32)), axis=1)                                 # [MP, 32]
     _store(res, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
+    return res
 
 
 @triton.jit
@@ -182,21 +192,20 @@ def _c_q4k_il(q0, q1, xq_ptr, g_ptr, xrow, grow, bi, d, dmin, h1, h2, h3, v, jj:
     return d * t - dmin * u
 
 
-@triton.jit(do_not_specialize=["N", "NB", "bps", "stride_g4", "stride_ym"])
-def _mv_q4k_il(w_ptr, xq_ptr, g_ptr, y_ptr, part_ptr, cnt_ptr, N, NB, bps, stride_g4, stride_xq, stride_gx, stride_ym,
-               M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr, ACC: tl.constexpr, SPLIT: tl.constexpr,
-               PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
-    """Q4_K, row-interleaved (layout.py: 32 rows woven 16 bytes at a time), any batch M ≤ 8.
+@triton.jit
+def _q4k_il(w_ptr, xq_ptr, g_ptr, grp, b_lo, b_hi, N, stride_g4, stride_xq, stride_gx, M: tl.constexpr,
+            MP: tl.constexpr, KS: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
+    """Q4_K, row-interleaved (layout.py: 32 rows woven 16 bytes at a time), any batch M ≤ 8: row
+    group ``grp``'s sums over blocks [b_lo, b_hi) → (acc [S, 32], rows [32], their mask).
 
-    A program owns one group of 32 rows, one row per thread of a warp, and S = MP·KS lanes
-    (tile axis 0, spread over the warps): lane s works for token s // KS on every KS-th block.
-    Each weight load of a warp is 512 contiguous bytes; each activation load is one address
-    for the whole warp (a broadcast); a thread's integer sums and the scales stay in its
-    registers, and the lanes' sums meet once, after the K loop (a fixed order: deterministic).
-    Blocks past the program's range are clamped to valid ones and dropped."""
+    The program works one row per thread of a warp, with S = MP·KS lanes (tile axis 0, spread
+    over the warps): lane s works for token s // KS on every KS-th block. Each weight load of a
+    warp is 512 contiguous bytes; each activation load is one address for the whole warp (a
+    broadcast); a thread's integer sums and the scales stay in its registers, and the lanes'
+    sums meet once, after the K loop (``_il_store``: a fixed order, deterministic). Blocks past
+    the range are clamped to valid ones and dropped."""
     S: tl.constexpr = MP * KS
-    gdc_launch(GDC == 1)
-    rows, rmask, b_lo, b_hi, s, e, v, m, wrow = _il_tile(w_ptr, N, NB, bps, stride_g4, M, MP, KS)
+    rows, rmask, s, e, v, m, wrow = _il_tile(w_ptr, grp, N, stride_g4, M, MP, KS)
     xrow = m * stride_xq + e % 4                                                        # [S, 128]: same per row
     grow = m * stride_gx + e % 4
     acc = tl.zeros([S, 32], tl.float32)
@@ -224,7 +233,38 @@ def _mv_q4k_il(w_ptr, xq_ptr, g_ptr, y_ptr, part_ptr, cnt_ptr, N, NB, bps, strid
         if PF:
             hd, q00, q01, q10, q11, q20, q21, q30, q31 = nhd, n00, n01, n10, n11, n20, n21, n30, n31
         acc += tl.where(kb + s % KS < b_hi, c, 0.0)
-    _il_store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, KS, stride_ym, ACC, SPLIT, GDC)
+    return acc, rows, rmask
+
+
+@triton.jit(do_not_specialize=["N", "NB", "bps", "stride_g4", "stride_ym"])
+def _mv_q4k_il(w_ptr, xq_ptr, g_ptr, y_ptr, part_ptr, cnt_ptr, sq_ptr, sd_ptr, ss_ptr, sg_ptr, N, NB, bps, stride_g4,
+               stride_xq, stride_gx, stride_ym, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr,
+               ACC: tl.constexpr, SPLIT: tl.constexpr, PF: tl.constexpr, SWQ: tl.constexpr, SWG: tl.constexpr,
+               ASM: tl.constexpr, GDC: tl.constexpr):
+    """Q4_K, row-interleaved: a program per (row group, K-slice) runs ``_q4k_il``.
+
+    SWQ (batch 1, no split; W the stack [gate; up] of N = 2·F rows, F a multiple of 32): program j
+    runs gate group j, then up group j, and turns the two [32] results into block j of
+    silu(gate)·up as 8-bit activations (``quantize_x``'s numerics; SWG: with the per-64 records)
+    for the down matrix, which saves that quantization its own launch. (A version that let the
+    two groups' programs meet through an arrival counter lost 8 % on the 33B shape: the fence
+    before each program's arrival stalls its SM, and the 33B gate/up tile runs 2 programs per SM.)"""
+    gdc_launch(GDC == 1)
+    if SWQ:
+        j = tl.program_id(0)
+        acc, rows, rmask = _q4k_il(w_ptr, xq_ptr, g_ptr, j, 0, NB, N, stride_g4, stride_xq, stride_gx, M, MP, KS,
+                                   PF, ASM, GDC)
+        g = _il_store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, KS, stride_ym, False, False, GDC)
+        acc, rows, rmask = _q4k_il(w_ptr, xq_ptr, g_ptr, j + N // 64, 0, NB, N, stride_g4, stride_xq, stride_gx, M,
+                                   MP, KS, PF, ASM, GDC)
+        u = _il_store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, KS, stride_ym, False, False, GDC)
+        qi, d, sq = q8_blocks(tl.reshape(silu_mul(g, u), (1, 2, 16)))
+        store_q8(sq_ptr, sd_ptr, ss_ptr, sg_ptr, j * 32, N // 2, qi, d, sq, 1, SWG)
+    else:
+        b_lo = tl.program_id(1) * bps
+        acc, rows, rmask = _q4k_il(w_ptr, xq_ptr, g_ptr, tl.program_id(0), b_lo, tl.minimum(b_lo + bps, NB), N,
+                                   stride_g4, stride_xq, stride_gx, M, MP, KS, PF, ASM, GDC)
+        _il_store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, KS, stride_ym, ACC, SPLIT, GDC)
 
 
 # --- Q6_K -------------------------------------------------------------------------------
@@ -294,7 +334,7 @@ def _mv_q6k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
             stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, BN: tl.constexpr, BB: tl.constexpr,
             ACC: tl.constexpr, SPLIT: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
     """Q6_K: blocks of 256 = 2 halves × 4 groups of 32, an int8 scale per 16; q − 32."""
-    gdc_sync(GDC)
+    gdc_enter(GDC)
     rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = rows.to(tl.int64) * stride_w4 * 4
     dbase = rows.to(tl.int64) * stride_d
@@ -320,22 +360,20 @@ def _mv_q6k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
             qla, qlb, qh, swa, swb, d = nla, nlb, nh, nwa, nwb, nd
     if M == 1:
         acc += tl.sum(tl.sum(tl.sum(acc4, axis=3), axis=2), axis=1)[None, :]
+    gdc_launch(GDC == 2)
     _store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
-@triton.jit(do_not_specialize=["N", "NB", "bps", "stride_g4", "stride_dg", "stride_ym"])
-def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
-               N, NB, bps, stride_g4, stride_dg, stride_xq, stride_xd,
-               stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr, ACC: tl.constexpr,
-               SPLIT: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
-    """Q6_K, row-interleaved, any batch M ≤ 8: as ``_mv_q4k_il`` (one row per thread, lanes over
+@triton.jit
+def _q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, grp, b_lo, b_hi, N, stride_g4, stride_dg, stride_xq, stride_xd,
+            stride_xs, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
+    """Q6_K, row-interleaved, any batch M ≤ 8: as ``_q4k_il`` (one row per thread, lanes over
     warps, [S, 128] tiles). A block is 13 chunks: ql (8), qh (4), scales (1); its d sits in the
     interleaved d plane. Per (half h, 16-column i) the thread holds the ql/qh words of its row and
     forms the four 32-value groups g in place (``_q6k_group``); Σ (q − 32)·x = dot − 32·Σx."""
     S: tl.constexpr = MP * KS
-    gdc_launch(GDC == 1)
-    rows, rmask, b_lo, b_hi, s, e, v, m, wrow = _il_tile(w_ptr, N, NB, bps, stride_g4, M, MP, KS)
-    drow = d_ptr + tl.program_id(0).to(tl.int64) * stride_dg + (e // 16) * 4 + e % 4    # rows 4(r//4)..+3: f16 × 4
+    rows, rmask, s, e, v, m, wrow = _il_tile(w_ptr, grp, N, stride_g4, M, MP, KS)
+    drow = d_ptr + grp.to(tl.int64) * stride_dg + (e // 16) * 4 + e % 4                 # rows 4(r//4)..+3: f16 × 4
     r4 = (tl.arange(0, 32) % 4)[None, :, None]
     xrow = m * stride_xq + e % 4
     xdrow = m * stride_xd + e % 4
@@ -367,7 +405,41 @@ def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
                     sx = lane(xs_a if g < 2 else xs_b, v, 2 * (g % 2) + i)
                     tot += sc * (dot.to(tl.float32) - 32.0 * sx) * lane(xd4, v, g)
         acc += tl.where(kb + s % KS < b_hi, tot * d, 0.0)
+    return acc, rows, rmask
+
+
+@triton.jit(do_not_specialize=["N", "NB", "bps", "stride_g4", "stride_dg", "stride_ym"])
+def _mv_q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
+               N, NB, bps, stride_g4, stride_dg, stride_xq, stride_xd,
+               stride_xs, stride_ym, M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr, ACC: tl.constexpr,
+               SPLIT: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr, GDC: tl.constexpr):
+    """Q6_K, row-interleaved: a program per (row group, K-slice) runs ``_q6k_il``."""
+    gdc_launch(GDC == 1)
+    b_lo = tl.program_id(1) * bps
+    acc, rows, rmask = _q6k_il(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, tl.program_id(0), b_lo,
+                               tl.minimum(b_lo + bps, NB), N, stride_g4, stride_dg, stride_xq, stride_xd, stride_xs,
+                               M, MP, KS, ASM, GDC)
     _il_store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, KS, stride_ym, ACC, SPLIT, GDC)
+
+
+@triton.jit(do_not_specialize=["N6", "N4", "NB", "G6", "stride_g6", "stride_dg", "stride_g4", "stride_ym"])
+def _mv_q6k_q4k_il(w6_ptr, d6_ptr, w4_ptr, xq_ptr, xd_ptr, xs_ptr, xg_ptr, y6_ptr, y4_ptr, N6, N4, NB, G6,
+                   stride_g6, stride_dg, stride_g4, stride_xq, stride_xd, stride_xs, stride_gx, stride_ym,
+                   M: tl.constexpr, MP: tl.constexpr, KS: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr,
+                   GDC: tl.constexpr):
+    """An interleaved Q6_K and an interleaved Q4_K matrix on one input in one launch (a Q4_K_M
+    layer's Q6_K attn_v beside its stacked Q4_K q+k): programs 0..G6-1 take the Q6_K matrix's row
+    groups (the larger work per row, started first), the others the Q4_K one's; no split."""
+    gdc_launch(GDC == 1)
+    grp = tl.program_id(0)
+    if grp < G6:
+        acc, rows, rmask = _q6k_il(w6_ptr, d6_ptr, xq_ptr, xd_ptr, xs_ptr, grp, 0, NB, N6, stride_g6, stride_dg,
+                                   stride_xq, stride_xd, stride_xs, M, MP, KS, ASM, GDC)
+        _il_store(acc, y6_ptr, y6_ptr, y6_ptr, N6, rows, rmask, M, MP, KS, stride_ym, False, False, GDC)
+    else:
+        acc, rows, rmask = _q4k_il(w4_ptr, xq_ptr, xg_ptr, grp - G6, 0, NB, N4, stride_g4, stride_xq, stride_gx,
+                                   M, MP, KS, PF, ASM, GDC)
+        _il_store(acc, y4_ptr, y4_ptr, y4_ptr, N4, rows, rmask, M, MP, KS, stride_ym, False, False, GDC)
 
 
 # --- Q8_0 / Q4_0 ------------------------------------------------------------------------
@@ -411,7 +483,7 @@ def _mv_q8_q4_0(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
                 IS_Q4: tl.constexpr, ACC: tl.constexpr, SPLIT: tl.constexpr, PF: tl.constexpr, ASM: tl.constexpr,
                 GDC: tl.constexpr):
     """Q8_0 (32 int8 and a scale) and Q4_0 (IS_Q4: 32 nibbles − 8, byte i holds i and i+16)."""
-    gdc_sync(GDC)
+    gdc_enter(GDC)
     rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = rows.to(tl.int64) * stride_w4 * 4
     dbase = rows.to(tl.int64) * stride_d
@@ -436,6 +508,7 @@ def _mv_q8_q4_0(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
             q, d = nq, nd
     if M == 1:
         acc += tl.sum(acc2, axis=1)[None, :]
+    gdc_launch(GDC == 2)
     _store(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
@@ -477,19 +550,26 @@ N_SM = 132
 # for M > 1 the lanes are KS per token. Defaults: the most frequent winners of the H200 sweep.
 DEFAULT_CFG_IL = {Q4_K: (32, 16, 8, 0), Q6_K: (32, 8, 8, 0)}
 DEFAULT_CFG_IL_BATCH = {Q4_K: (32, 2, 8, 0), Q6_K: (32, 2, 8, 0)}
-# (type, N, K) → (cfg, split): the DeepSeek Coder 33B / 6.7B Q4_K_M decode shapes, H200, 2026-11-30
-# (session 4's sweep, benchmarks/gpu_decode_ab.py, device call M in gpu_results.md); split-K only
-# where it gained ≥ 5 % (the thin Q6_K matrices; then with atomic adds, now a fixed-order sum)
+# (type, N, K) → (cfg, split): the DeepSeek Coder 33B / 6.7B Q4_K_M decode shapes, H200: session 4's
+# per-matrix sweep (benchmarks/gpu_decode_ab.py, device call M in gpu_results.md), then session 5's
+# whole-token tuning under PDL "end" with GraphDecoder's fused launches (gpu_fusion_ab.py tune, call
+# T), which changed the gate+up tiles (they now also quantize silu(gate)·up, a program per group
+# pair); split-K only where it gained (the thin Q6_K matrices, summed in a fixed order)
 H200_IL: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], int]] = {
     (Q4_K, 7168, 7168): ((32, 16, 8, 0), 1), (Q4_K, 9216, 7168): ((32, 8, 8, 1), 1),
     (Q4_K, 8192, 7168): ((32, 8, 8, 0), 1), (Q6_K, 1024, 7168): ((32, 8, 8, 0), 4),
-    (Q4_K, 38400, 7168): ((32, 16, 4, 1), 1), (Q4_K, 7168, 19200): ((32, 16, 8, 0), 1),
+    (Q4_K, 38400, 7168): ((32, 16, 8, 0), 1), (Q4_K, 7168, 19200): ((32, 16, 8, 0), 1),
     (Q6_K, 7168, 19200): ((32, 8, 8, 0), 2), (Q6_K, 32256, 7168): ((32, 2, 2, 0), 1),
     (Q4_K, 4096, 4096): ((32, 16, 8, 1), 1), (Q4_K, 12288, 4096): ((32, 8, 8, 1), 1),
     (Q4_K, 8192, 4096): ((32, 16, 8, 0), 1), (Q6_K, 4096, 4096): ((32, 8, 8, 0), 4),
-    (Q4_K, 22016, 4096): ((32, 4, 4, 1), 1), (Q4_K, 4096, 11008): ((32, 16, 8, 1), 1),
+    (Q4_K, 22016, 4096): ((32, 8, 8, 1), 1), (Q4_K, 4096, 11008): ((32, 16, 8, 1), 1),
     (Q6_K, 4096, 11008): ((32, 16, 8, 0), 4), (Q6_K, 32256, 4096): ((32, 8, 8, 0), 1),
 }
+# (Q6_K rows, Q4_K rows, K) → cfg of ``matvec_q_pair`` (a Q4_K_M layer's Q6_K attn_v beside its q+k),
+# H200, session 5 (call T; the 6.7B pair keeps its q+k tile, the default)
+H200_PAIR: dict[tuple[int, int, int], tuple[int, int, int, int]] = {(1024, 8192, 7168): (32, 16, 8, 1)}
+# (Q6_K rows, Q4_K rows, K, M) → cfg of ``matvec_q_pair`` (what a sweep set in this process)
+PAIR_TUNED: dict[tuple[int, int, int, int], tuple[int, int, int, int]] = {}
 
 
 def set_tuned(ggml_type: int, n_out: int, n_in: int, cfg, split: int = 1) -> None:
@@ -530,10 +610,13 @@ def pick_split(n_out: int, n_blocks: int, bn: int, bb: int, target_programs: int
 
 
 def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = False,
-             cfg: tuple | None = None, split: int | None = None) -> torch.Tensor:
+             cfg: tuple | None = None, split: int | None = None, swiglu: QX | None = None) -> torch.Tensor:
     """W (Packed [N, K]) · quantized x (M ≤ 8 rows) → y f32 [M, N]. With ``acc``: y = out + W·x
     (``out`` is read and written in place). ``cfg`` = (BN, BB, warps[, prefetch]); ``split`` > 1
-    cuts K among programs whose parts are summed in a fixed order by the last to finish."""
+    cuts K among programs whose parts are summed in a fixed order by the last to finish.
+    ``swiglu`` (batch 1, W the interleaved Q4_K stack [gate; up] of 2·F rows, F a multiple of 32):
+    also silu(y[:, :F])·y[:, F:] as 8-bit activations into this ``QX`` [1, F], bit for bit
+    ``quantize_x(y[:, :F], up=y[:, F:])``, from the same launch (then K is not split)."""
     M, K = qx.M, qx.K
     assert 1 <= M <= MAX_M, M
     assert K == p.n_in, (K, p.n_in)
@@ -551,6 +634,10 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     if il:
         bn = p.il                                              # a program: one group of rows
         warps = min(warps, MP * bb)                            # a warp per lane at most (more would repeat them)
+    if swiglu is not None:
+        assert il and t == Q4_K and M == 1 and not acc and N % 64 == 0 and p.il == 32, (t, M, N, acc)
+        assert swiglu.M == 1 and swiglu.K == N // 2, (swiglu.M, swiglu.K)
+        split = 1
     if split is None:
         split = pick_split(N, NB, bn, bb)
     steps = triton.cdiv(NB, bb)
@@ -574,8 +661,12 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
         ilkw = dict(M=M, MP=MP, KS=bb, **kw)
         if t == Q4_K:
             assert qx.g.shape[1] > 0, qx.g.shape
-            _mv_q4k_il[grid](p.w, xw, qx.g, out, part, cnt, N, NB, bps, ws // 4, xw.stride(0), qx.g.stride(0),
-                             out.stride(0), **ilkw)
+            sw = (swiglu.q, swiglu.d, swiglu.s, swiglu.g) if swiglu is not None else (out,) * 4
+            if swiglu is not None:
+                grid = (N // 64, 1)                            # a program per (gate, up) group pair
+            _mv_q4k_il[grid](p.w, xw, qx.g, out, part, cnt, *sw, N, NB, bps, ws // 4, xw.stride(0), qx.g.stride(0),
+                             out.stride(0), SWQ=swiglu is not None, SWG=swiglu is not None and swiglu.g.shape[1] > 0,
+                             **ilkw)
         else:
             assert t == Q6_K, t
             _mv_q6k_il[grid](p.w, p.d, xw, qx.d, qx.s, out, part, cnt, N, NB, bps, ws // 4, p.d.stride(0), xw.stride(0),
@@ -598,6 +689,41 @@ def matvec_q(p: Packed, qx: QX, out: torch.Tensor | None = None, acc: bool = Fal
     else:
         raise ValueError(f"no matvec kernel for ggml type {t}")
     return out
+
+
+def pairable(pa: Packed, pb: Packed) -> bool:
+    """Whether ``matvec_q_pair`` runs these two matrices in one launch: an interleaved Q6_K and an
+    interleaved Q4_K of the same width."""
+    return ({pa.ggml_type, pb.ggml_type} == {Q4_K, Q6_K} and pa.il == pb.il == 32 and pa.n_in == pb.n_in
+            and pa.n_blocks == pb.n_blocks)
+
+
+def matvec_q_pair(pa: Packed, pb: Packed, qx: QX, ya: torch.Tensor, yb: torch.Tensor,
+                  cfg: tuple | None = None) -> None:
+    """ya = Wa·x and yb = Wb·x in one launch, for an interleaved Q6_K and Q4_K matrix (either
+    order, ``pairable``) on the same quantized x (M ≤ 8): what a Q4_K_M layer's Q6_K attn_v beside
+    its stacked q+k needs, where the thin Q6_K matrix alone is mostly launch and ramp. ``cfg``:
+    (32, KS, warps[, prefetch]) for both; default the Q4_K matrix's batch-1 tile, without split."""
+    assert pairable(pa, pb), (pa.ggml_type, pb.ggml_type, pa.il, pb.il, pa.n_in, pb.n_in)
+    (p6, y6), (p4, y4) = sorted(((pa, ya), (pb, yb)), key=lambda t: t[0].ggml_type != Q6_K)
+    M, K = qx.M, qx.K
+    assert 1 <= M <= MAX_M and K == p4.n_in and qx.g.shape[1] > 0, (M, K, p4.n_in)
+    for p, y in ((p6, y6), (p4, y4)):
+        p.check()
+        assert y.shape == (M, p.n_out) and y.dtype == torch.float32 and y.stride(1) == 1, (y.shape, y.stride())
+    assert y6.stride(0) == y4.stride(0), "both outputs in one row-strided buffer"
+    MP = triton.next_power_of_2(M)
+    if cfg is None:
+        cfg = (PAIR_TUNED.get((p6.n_out, p4.n_out, K, M))
+               or (H200_PAIR.get((p6.n_out, p4.n_out, K)) if M == 1 and not interpreting() else None)
+               or _default_cfg(Q4_K, True, p4.n_out, K, M)[0])
+    _, ks, warps, pf = _cfg4(cfg)
+    g6 = triton.cdiv(p6.n_out, 32)
+    xw = qx.words
+    _mv_q6k_q4k_il[(g6 + triton.cdiv(p4.n_out, 32),)](
+        p6.w, p6.d, p4.w, xw, qx.d, qx.s, qx.g, y6, y4, p6.n_out, p4.n_out, p4.n_blocks, g6, p6.w.stride(0) // 4,
+        p6.d.stride(0), p4.w.stride(0) // 4, xw.stride(0), qx.d.stride(0), qx.s.stride(0), qx.g.stride(0),
+        y4.stride(0), M=M, MP=MP, KS=ks, PF=bool(pf & 1), ASM=use_asm(), num_warps=min(warps, MP * ks), **pdl_kw())
 
 
 def matvec(p: Packed, x: torch.Tensor, **kw) -> torch.Tensor:

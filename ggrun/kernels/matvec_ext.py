@@ -23,7 +23,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._common import dp4a, f16_hi, f16_lo, gdc_sync, program_tile, store_y
+from ._common import dp4a, f16_hi, f16_lo, gdc_enter, gdc_launch, program_tile, store_y
 from .layout import Q2_K, Q3_K, Q4_1, Q5_0, Q5_1, Packed
 
 EXT_TYPES = (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K)
@@ -91,7 +91,7 @@ def _mv_q451(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
              T: tl.constexpr, RS: tl.constexpr, ACC: tl.constexpr, SPLIT: tl.constexpr, PF: tl.constexpr,
              ASM: tl.constexpr, GDC: tl.constexpr):
     """Q4_1, Q5_0, Q5_1 (T = the ggml type): blocks of 32, one activation block each."""
-    gdc_sync(GDC)
+    gdc_enter(GDC)
     rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = rows.to(tl.int64) * stride_wu * RS
     dbase = rows.to(tl.int64) * stride_d
@@ -116,6 +116,7 @@ def _mv_q451(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
             q, qh, d, m = nq, nqh, nd, nm
     if M == 1:
         acc += tl.sum(acc2, axis=1)[None, :]
+    gdc_launch(GDC == 2)
     store_y(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 
@@ -204,7 +205,7 @@ def _mv_q23k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
              ASM: tl.constexpr, GDC: tl.constexpr):
     """Q2_K (IS_Q3=False: 2-bit q, 4-bit scale and min per 16) and Q3_K (3-bit q − 4, 6-bit
     scale − 32 per 16)."""
-    gdc_sync(GDC)
+    gdc_enter(GDC)
     rows, rmask, b_lo, b_hi = program_tile(N, NB, bps, BN)
     rbase = rows.to(tl.int64) * stride_wu * RS
     dbase = rows.to(tl.int64) * stride_d
@@ -230,6 +231,7 @@ def _mv_q23k(w_ptr, d_ptr, xq_ptr, xd_ptr, xs_ptr, y_ptr, part_ptr, cnt_ptr,
             q, hm, sa, sb, sc, dm = nq, nhm, nsa, nsb, nsc, ndm
     if M == 1:
         acc += tl.sum(tl.sum(tl.sum(acc4, axis=3), axis=2), axis=1)[None, :]
+    gdc_launch(GDC == 2)
     store_y(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M, MP, stride_ym, ACC, SPLIT)
 
 

@@ -19,6 +19,43 @@ MODE_PLAIN, MODE_RMSNORM, MODE_SWIGLU = 0, 1, 2
 
 
 @triton.jit
+def silu_mul(g, u):
+    """SwiGLU's silu(g)·u, elementwise (the one expression every kernel that fuses it uses)."""
+    return g / (1.0 + tl.exp(-g)) * u
+
+
+@triton.jit
+def q8_blocks(v):
+    """v [NB, 2, 16] f32 (blocks of 32 values as two halves) → (q [NB, 2, 16] int32, d [NB] f32,
+    s [NB, 2] f32): d = amax/127, q = round(v/d) half away from zero (roundf), s = Σq per 16."""
+    amax = tl.max(tl.max(tl.abs(v), 2), 1)                           # [NB]
+    d = amax / 127.0
+    r = tl.where(d[:, None, None] > 0, v / d[:, None, None], 0.0)
+    q = tl.where(r >= 0, tl.floor(r + 0.5), -tl.floor(0.5 - r))      # roundf
+    qi = q.to(tl.int32)
+    return qi, d, tl.sum(qi, 2).to(tl.float32)
+
+
+@triton.jit
+def store_q8(q_row, d_row, s_row, g_row, k0, K, qi, d, s, NB: tl.constexpr, G: tl.constexpr):
+    """``q8_blocks``' result for values k0 .. k0 + 32·NB of one row of a ``QX`` (k0 a multiple of
+    32; the row's pointers into q, d, s, g), masked to the row's K values. G: also the per-64
+    record (d_a, d_b, d_a·Σq_a, d_b·Σq_b) of the blocks (K a multiple of 64)."""
+    offs = tl.arange(0, NB)[:, None, None] * 32 + tl.arange(0, 2)[None, :, None] * 16 + \
+        tl.arange(0, 16)[None, None, :]                              # [NB, 2, 16]
+    tl.store(q_row + k0 + offs, qi.to(tl.int8), mask=k0 + offs < K)
+    bo = k0 // 32 + tl.arange(0, NB)                                 # block index
+    tl.store(d_row + bo, d, mask=bo < K // 32)
+    so = k0 // 16 + tl.arange(0, NB)[:, None] * 2 + tl.arange(0, 2)[None, :]
+    tl.store(s_row + so, s, mask=so < K // 16)
+    if G:
+        go = (bo // 2) * 4 + bo % 2
+        gm = bo < K // 32
+        tl.store(g_row + go, d, mask=gm)
+        tl.store(g_row + go + 2, d * tl.sum(s, 1), mask=gm)
+
+
+@triton.jit
 def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, g_ptr, K, stride_x, stride_x2, stride_q, stride_d,
                     stride_s, stride_g, eps, MODE: tl.constexpr, NBLK: tl.constexpr, SSQ: tl.constexpr,
                     G: tl.constexpr, GDC: tl.constexpr):
@@ -41,25 +78,10 @@ def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, g_ptr, K, stride
         rs = 1.0 / tl.sqrt(tl.sum(ss, 0) / K + eps)
         v = v * rs * tl.load(nw_ptr + k0 + offs, mask=mask, other=0.0)
     if MODE == 2:
-        u = tl.load(x2_ptr + m * stride_x2 + k0 + offs, mask=mask, other=0.0)
-        v = v / (1.0 + tl.exp(-v)) * u
-    amax = tl.max(tl.max(tl.abs(v), 2), 1)                           # [NBLK]
-    d = amax / 127.0
-    r = tl.where(d[:, None, None] > 0, v / d[:, None, None], 0.0)
-    q = tl.where(r >= 0, tl.floor(r + 0.5), -tl.floor(0.5 - r))      # roundf
-    qi = q.to(tl.int32)
-    tl.store(q_ptr + m * stride_q + k0 + offs, qi.to(tl.int8), mask=mask)
-    bo = k0 // 32 + tl.arange(0, NBLK)
-    tl.store(d_ptr + m * stride_d + bo, d, mask=bo < K // 32)
-    s = tl.sum(qi, 2).to(tl.float32)                                 # [NBLK, 2]
-    so = k0 // 16 + tl.arange(0, NBLK)[:, None] * 2 + tl.arange(0, 2)[None, :]
-    tl.store(s_ptr + m * stride_s + so, s, mask=so < K // 16)
-    if G:  # per 64 values: (d_a, d_b, d_a·Σq_a, d_b·Σq_b); K % 64 == 0 and NBLK even
-        ib1 = tl.arange(0, NBLK)
-        go = (k0 // 64) * 4 + (ib1 // 2) * 4 + ib1 % 2
-        gm = bo < K // 32
-        tl.store(g_ptr + m * stride_g + go, d, mask=gm)
-        tl.store(g_ptr + m * stride_g + go + 2, d * tl.sum(s, 1), mask=gm)
+        v = silu_mul(v, tl.load(x2_ptr + m * stride_x2 + k0 + offs, mask=mask, other=0.0))
+    qi, d, s = q8_blocks(v)
+    store_q8(q_ptr + m * stride_q, d_ptr + m * stride_d, s_ptr + m * stride_s, g_ptr + m * stride_g, k0, K,
+             qi, d, s, NBLK, G)
 
 
 class QX:
