@@ -194,5 +194,72 @@ Q)  # session 4, the very last: split-K summed in slice order by the last slice 
   run bench33 60 python3 -m ggrun bench --synthetic deepseek-coder-33b:Q4_K_M -p 512 -n 128 -ngl 99 -r 2
   grep -E "^\| |rror" "$OUT/bench33.log" | tail -4
   ;;
+R)  # session 5, first call: fused decode launches (tests, A/B per token), PDL "end" bisected per call site
+  export TRITON_INTERPRET=0
+  run pytest_gpu 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py tests/test_triton_kernels.py \
+      -k "swiglu or pair or quantized_output or fused_launches or interleaved or split_k or decode_attention or backend or graph"
+  tail -2 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run fusion 400 python3 benchmarks/gpu_fusion_ab.py --out "$OUT"
+  grep -vE "Warn|warn" "$OUT/fusion.log" | tail -70
+  ;;
+S)  # session 5, second call: the new tests alone; each fusion and PDL "end" per token; the pair launch's tile
+  export TRITON_INTERPRET=0
+  run pytest_gpu 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py \
+      -k "swiglu or pair or quantized_output or fused_launches"
+  tail -2 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run fusion 400 python3 benchmarks/gpu_fusion_ab.py --skip bisect --out "$OUT"
+  grep -vE "Warn|warn" "$OUT/fusion.log" | tail -70
+  ;;
+T)  # session 5, third call: PDL "end" on by default: CUDA tests; the gate/up launch's swiglu in one program per
+   # pair; tiles tuned per matrix on whole-token t/s under PDL
+  export TRITON_INTERPRET=0
+  run pytest_gpu 200 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py tests/test_kv_cache_types_gpu.py \
+      tests/test_triton_kernels.py -k "swiglu or pair or quantized_output or fused_launches or graph or backend or split_k or decode"
+  tail -2 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run fusion 380 python3 benchmarks/gpu_fusion_ab.py --skip pdl_unfused,bisect --short --out "$OUT"
+  grep -vE "Warn|warn" "$OUT/fusion.log" | tail -90
+  ;;
+U)  # session 5, last call: the shipped tree (fused launches, PDL "end", call T's tiles): CUDA tests, the Q4_K_M
+   # benches of both shapes and the 6.7B mixes (fresh processes), 33B tg128 with PDL off beside it
+  export TRITON_INTERPRET=0
+  run pytest_gpu 200 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py tests/test_kv_cache_types_gpu.py \
+      tests/test_triton_kernels.py tests/test_kernel_layouts.py -k "not test_matvec_configs and not row_alignment"
+  tail -2 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run bench 320 python3 benchmarks/gpu.py --skip check,check_attention,sweep,sweep_types,prefill,breakdown,decode,offload --out "$OUT"
+  grep -E "^\| |rror" "$OUT/bench.log" | tail -24
+  run bench33_pdl_off 60 env GGRUN_PDL=off python3 -m ggrun bench --synthetic deepseek-coder-33b:Q4_K_M -p 0 -n 128 -ngl 99 -r 3
+  grep -E "^\| |rror" "$OUT/bench33_pdl_off.log" | tail -3
+  ;;
+V)  # session 5, the very last: V tiles loaded beside K tiles in decode attention, GraphSteps fed from pinned host
+   # memory: the CUDA tests of what changed, ggrun bench tg128 of both shapes, then the rest of the CUDA tests
+  export TRITON_INTERPRET=0
+  run pytest_gpu 140 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py tests/test_kv_cache_types_gpu.py \
+      tests/test_triton_kernels.py -k "attention or graph or backend or fused or swiglu or pair"
+  tail -2 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run bench33 90 python3 -m ggrun bench --synthetic deepseek-coder-33b:Q4_K_M -p 0 -n 128 -ngl 99 -r 3
+  grep -E "^\| |rror" "$OUT/bench33.log" | tail -3
+  run bench67 60 python3 -m ggrun bench --synthetic deepseek-coder-6.7b:Q4_K_M -p 0 -n 128 -ngl 99 -r 3
+  grep -E "^\| |rror" "$OUT/bench67.log" | tail -3
+  export TRITON_INTERPRET=0
+  run pytest_rest 170 python3 -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py tests/test_kernel_layouts.py \
+      -k "not (attention or graph or backend or fused or swiglu or pair) and not test_matvec_configs and not row_alignment"
+  tail -3 "$OUT/pytest_rest.log"
+  ;;
+W)  # session 5, after V: decode attention's prologue without branches (q, k, v, cos, sin loaded together after
+   # the position): the Q4_K_M benches of both shapes as gpu.py runs them, then the CUDA tests of what changed
+  run bench33 60 python3 -m ggrun bench --synthetic deepseek-coder-33b:Q4_K_M -p 512 -p 2048 -n 128 -ngl 99 -r 3
+  grep -E "^\| |rror" "$OUT/bench33.log" | tail -4
+  run bench67 40 python3 -m ggrun bench --synthetic deepseek-coder-6.7b:Q4_K_M -p 512 -p 2048 -n 128 -ngl 99 -r 3
+  grep -E "^\| |rror" "$OUT/bench67.log" | tail -4
+  export TRITON_INTERPRET=0
+  run pytest_gpu 100 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py tests/test_kv_cache_types_gpu.py \
+      tests/test_triton_kernels.py -k "attention or graph or backend or fused"
+  tail -2 "$OUT/pytest_gpu.log"
+  ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"

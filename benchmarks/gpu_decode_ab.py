@@ -125,9 +125,10 @@ def pdl_repeat(models):
     """PDL "off" and "end" twice each on one set of weights (shipped kernels and tiles): are the
     16-step logits bit-identical between repeats, and between the modes? tg128 of every repeat."""
     from ggrun.backends.cuda import prepare_stacks
-    from ggrun.kernels._common import set_pdl
+    from ggrun.kernels._common import pdl_mode, set_pdl
     from ggrun.kernels.testing import synthetic_config, synthetic_llama
 
+    prev = pdl_mode()
     out = []
     for model in models:
         cfg = synthetic_config(model)
@@ -140,7 +141,7 @@ def pdl_repeat(models):
             runs.append((mode, seq, _tps(dec, 0), _tps(dec, 2048)))
             del dec
             torch.cuda.empty_cache()
-        set_pdl("off")
+        set_pdl(prev)
         same = {f"{a}{i}=={b}{j}": bool(torch.equal(x, y))
                 for i, (a, x, _, _) in enumerate(runs) for j, (b, y, _, _) in enumerate(runs) if i < j}
         r = dict(model=model, tg128=[(m, round(t0, 1), round(t2, 1)) for m, _, t0, t2 in runs], bitwise=same)

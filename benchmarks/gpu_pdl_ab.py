@@ -50,8 +50,10 @@ def main() -> int:
     ap.add_argument("--shapes", default="deepseek-coder-6.7b,deepseek-coder-33b")
     a = ap.parse_args()
     from ggrun.backends.cuda import prepare_stacks
-    from ggrun.kernels._common import set_pdl
+    from ggrun.kernels._common import pdl_mode, set_pdl
     from ggrun.kernels.testing import synthetic_config, synthetic_llama
+
+    prev = pdl_mode()
 
     for shape in a.shapes.split(","):
         cfg = synthetic_config(shape)
@@ -75,7 +77,7 @@ def main() -> int:
               flush=True)
         del w
         torch.cuda.empty_cache()
-    set_pdl(False)
+    set_pdl(prev)
     return 0
 
 

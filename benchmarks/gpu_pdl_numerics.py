@@ -22,7 +22,7 @@ MODES = ("off", "start", "end")
 
 def per_kernel() -> None:
     from ggrun.kernels import layout
-    from ggrun.kernels._common import set_pdl
+    from ggrun.kernels._common import pdl_mode, set_pdl
     from ggrun.kernels.attention import decode_attention
     from ggrun.kernels.matvec import matvec_q
     from ggrun.kernels.quantize_x import quantize_x
@@ -39,6 +39,7 @@ def per_kernel() -> None:
     q, k, v = (torch.randn(32 * 128, device="cuda", generator=g) for _ in range(3))
     P = torch.tensor([300], device="cuda", dtype=torch.int32)
     res = {}
+    prev = pdl_mode()
     for mode in MODES:
         set_pdl(mode)
         r = {}
@@ -57,7 +58,7 @@ def per_kernel() -> None:
         r["attention"] = (o, kc, vc)
         torch.cuda.synchronize()
         res[mode] = {n: tuple(t.clone() for t in ts) for n, ts in r.items()}
-    set_pdl("off")
+    set_pdl(prev)
     for n in res["off"]:
         same = {m: all(torch.equal(a, b) for a, b in zip(res["off"][n], res[m][n])) for m in MODES[1:]}
         print(f"kernel {n:22s} bit-identical to PDL off: {same}", flush=True)
@@ -65,13 +66,14 @@ def per_kernel() -> None:
 
 def decoder() -> None:
     from ggrun.backends.cuda import GraphDecoder, prepare_stacks
-    from ggrun.kernels._common import set_pdl
+    from ggrun.kernels._common import pdl_mode, set_pdl
     from ggrun.kernels.testing import synthetic_config, synthetic_llama
 
     cfg = synthetic_config("deepseek-coder-6.7b")
     w = synthetic_llama(cfg, "Q4_K_M", device="cuda")
     prepare_stacks(w, "cuda")
     out = {}
+    prev = pdl_mode()
     for mode in MODES:
         set_pdl(mode)
         for graph in (False, True):
@@ -87,7 +89,7 @@ def decoder() -> None:
             out[(mode, graph)] = torch.stack(seq)
             del dec
             torch.cuda.empty_cache()
-    set_pdl("off")
+    set_pdl(prev)
     ref = out[("off", False)]
     for key, s in out.items():
         d = (s - ref).abs().max().item()
