@@ -102,6 +102,13 @@ def gdc_wait(GDC: tl.constexpr):
 
 
 @triton.jit
+def silu_mul(g, u):
+    """SwiGLU's silu(g)·u, elementwise: the one expression of every kernel that computes it
+    (prefill's f16 SwiGLU, the activation quantizer, the gate/up matvec's fused epilogue)."""
+    return g / (1.0 + tl.exp(-g)) * u
+
+
+@triton.jit
 def dp4a(a, b, ASM: tl.constexpr):
     """Σ_i int8(a.byte[i]) * int8(b.byte[i]) over the 4 bytes of int32 words (elementwise,
     broadcasting). On the GPU one ``dp4a.s32.s32``; under the interpreter the same by shifts."""

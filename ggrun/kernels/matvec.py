@@ -37,11 +37,11 @@ import triton
 import triton.language as tl
 
 from ._common import (counters, dp4a, dp4a_acc, dp4a_hi, dp4a_hi_acc, f16_hi, f16_lo, gdc_enter, gdc_launch,
-                      gdc_wait, interpreting, kq_scales, lane, pdl_kw, program_tile, use_asm)
+                      gdc_wait, interpreting, kq_scales, lane, pdl_kw, program_tile, silu_mul, use_asm)
 from ._common import store_y as _store
 from .layout import Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, Packed
 from .matvec_ext import EXT_TYPES, launch as _launch_ext
-from .quantize_x import QX, q8_blocks, quantize_x, silu_mul, store_q8
+from .quantize_x import QX, q8_blocks, quantize_x, store_q8
 
 MAX_M = 8
 

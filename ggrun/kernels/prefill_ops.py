@@ -11,6 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import silu_mul
+
 
 @triton.jit
 def _rms_norm_kernel(x_ptr, w_ptr, y_ptr, D, stride_x, stride_y, eps, BD: tl.constexpr):
@@ -36,8 +38,7 @@ def _swiglu_kernel(g_ptr, u_ptr, y_ptr, F, stride_g, stride_u, stride_y, BF: tl.
     m = offs < F
     g = tl.load(g_ptr + row * stride_g + offs, mask=m, other=0.0).to(tl.float32)
     u = tl.load(u_ptr + row * stride_u + offs, mask=m, other=0.0).to(tl.float32)
-    s = g / (1.0 + tl.exp(-g))
-    tl.store(y_ptr + row * stride_y + offs, (s * u).to(tl.float16), mask=m)
+    tl.store(y_ptr + row * stride_y + offs, silu_mul(g, u).to(tl.float16), mask=m)
 
 
 def rms_norm_f16(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:

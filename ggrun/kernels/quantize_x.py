@@ -13,15 +13,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import gdc_sync, pdl_kw
+from ._common import gdc_sync, pdl_kw, silu_mul
 
 MODE_PLAIN, MODE_RMSNORM, MODE_SWIGLU = 0, 1, 2
-
-
-@triton.jit
-def silu_mul(g, u):
-    """SwiGLU's silu(g)·u, elementwise (the one expression every kernel that fuses it uses)."""
-    return g / (1.0 + tl.exp(-g)) * u
 
 
 @triton.jit
