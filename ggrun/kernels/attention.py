@@ -38,7 +38,6 @@ from .quantize_x import QX, q8_blocks, store_q8
 SPLIT_MIN = 256     # cache positions per split, at least (n_ctx <= SPLIT_MIN: one split)
 SPLIT_MAX = 64      # splits per head, at most (longer caches: longer splits)
 MERGE_TILE = 16     # partials merged per step by the last split
-DECODE_BT = 64      # cache positions per step of the f16 kernel (block_t's default)
 
 
 def _plan(n_ctx: int, bt: int, split_t: int | None = None) -> tuple[int, int]:
@@ -220,14 +219,14 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: tor
     assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous() and pos.numel() == 1
     if out is None:
         out = torch.empty(H * hd, dtype=torch.float32, device=q.device)
-    bt = block_t or DECODE_BT
+    bt = block_t or 64
     ch, ns = _plan(n_ctx, bt, split_t)
     cnt, pacc, pml = _workspace(H, ns, hd, q.device)
     xa, qo = _qx_args(qx, out, H * hd, hd)
     _decode_attn_kernel[(H, ns)](q, k, v, cos, sin, pos, k_cache, v_cache, out, pacc, pml, cnt, *xa, float(scale),
                                  k_cache.stride(0), k_cache.stride(1), cos.stride(0), G=G, HALF=hd // 2, NEOX=neox,
-                                 BT=bt, CH=ch, NS=ns, NSB=min(MERGE_TILE, triton.next_power_of_2(ns)),
-                                 num_warps=4 if bt <= 64 else 8, **qo, **pdl_kw())
+                                 BT=bt, CH=ch, NS=ns, NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4,
+                                 **qo, **pdl_kw())
     return out
 
 
