@@ -317,7 +317,16 @@ def test_quantize_x_modes(gen):
     assert torch.equal(qx.g, torch.cat([d2, d2 * s2], -1))
     nw = torch.rand(320, device=DEV, generator=gen) + 0.5
     xn = x * torch.rsqrt((x * x).mean(-1, keepdim=True) + 1e-5) * nw
-    assert rel(qx_dequant(quantize_x(x, norm_w=nw, eps=1e-5)), xn) < 1e-2
+    qn = quantize_x(x, norm_w=nw, eps=1e-5)
+    assert rel(qx_dequant(qn), xn) < 1e-2
+    from ggrun.kernels._common import set_early
+
+    set_early(False)           # the norm weights loaded after the PDL wait: the same bits
+    try:
+        qn2 = quantize_x(x, norm_w=nw, eps=1e-5)
+    finally:
+        set_early(True)
+    assert all(torch.equal(a, b) for a, b in ((qn.q, qn2.q), (qn.d, qn2.d), (qn.s, qn2.s), (qn.g, qn2.g)))
     u = torch.randn(2, 320, device=DEV, generator=gen)
     assert rel(qx_dequant(quantize_x(x, up=u)), torch.nn.functional.silu(x) * u) < 1e-2
 
@@ -392,6 +401,53 @@ def test_decode_attention_splits(n_ctx, split_t, neox, gen):
     assert all(int(c.abs().sum()) == 0 for c in _COUNTERS.values())
 
 
+@pytest.mark.parametrize("split_t", [None, 128])
+def test_decode_attention_tile_sizes_and_early_loads(split_t, gen):
+    """The f16 kernel's tile (8 positions per step and 128, the 8-warp launch) gives the same
+    output within float rounding, at positions in the first tile, at its end and past it (one
+    split of the 300-position cache; and splits of 128, where the later splits' first tiles are
+    loaded before the PDL wait); with its early loads off (``set_early``) the same bits."""
+    from ggrun.kernels._common import set_early
+    from ggrun.kernels.attention import decode_attention
+
+    H, Hkv, hd, n_ctx = 4, 2, 32, 300
+    cos = torch.rand(n_ctx, hd // 2, device=DEV, generator=gen) * 2 - 1
+    sin = (1 - cos * cos).sqrt()
+    kc = torch.randn(Hkv, n_ctx, hd, device=DEV, generator=gen).half()
+    vc = torch.randn(Hkv, n_ctx, hd, device=DEV, generator=gen).half()
+    for pos in (3, 127, 128, 200, 299):
+        q, k, v = (torch.randn(n * hd, device=DEV, generator=gen) for n in (H, Hkv, Hkv))
+        P = torch.tensor([pos], dtype=torch.int32, device=DEV)
+        outs = {}
+        for bt, early in ((8, True), (128, True), (128, False)):
+            set_early(early)
+            try:
+                outs[bt, early] = decode_attention(q, k, v, cos, sin, P, kc.clone(), vc.clone(), 0.2, block_t=bt,
+                                                   split_t=split_t)
+            finally:
+                set_early(True)
+        assert rel(outs[128, True], outs[8, True]) < 1e-5, pos
+        assert torch.equal(outs[128, True], outs[128, False]), pos
+
+
+def test_argmax_next(gen):
+    """One launch: tok = argmax(logits), the first of equal maxima also across the kernel's steps
+    (as torch.argmax), and pos + 1."""
+    from ggrun.kernels.greedy import argmax_next
+
+    tok = torch.zeros(1, dtype=torch.int64, device=DEV)
+    pos = torch.tensor([41], dtype=torch.int32, device=DEV)
+    for V, block in ((1000, 256), (1000, None), (32256, None)):
+        x = torch.randn(V, device=DEV, generator=gen)
+        argmax_next(x, tok, pos, block=block)
+        assert int(tok) == int(x.argmax())
+        x[700] = x[300] = x.max() + 1           # a tie in two steps of 256: the first wins
+        x[310] = x[300]                         # and within one step
+        argmax_next(x, tok, pos, block=block)
+        assert int(tok) == int(x.argmax()) == 300
+    assert int(pos) == 47
+
+
 @pytest.mark.parametrize("kv", ["f16", "q8_0"])
 @pytest.mark.parametrize("split_t", [None, 16])
 def test_decode_attention_quantized_output(kv, split_t, gen):
@@ -424,7 +480,8 @@ def test_decode_attention_quantized_output(kv, split_t, gen):
 
 def test_graph_decoder_fused_launches_same_bits():
     """GraphDecoder's fused launches (the attention kernel quantizes its output, a layer's Q6_K
-    attn_v runs in the q+k launch, the gate/up launch quantizes silu(gate)·up) give the logits
+    attn_v runs in the q+k launch, the gate/up launch quantizes silu(gate)·up, the greedy step is
+    one launch) give the logits
     of the unfused sequence bit for bit; the tiny Q4_K_M model has one layer of each attn_v type."""
     from ggrun.backends.cuda import GraphDecoder, _swiglu_fusable, prepare_stacks
     from ggrun.kernels.matvec import pairable
@@ -442,6 +499,7 @@ def test_graph_decoder_fused_launches_same_bits():
             dec.step()
             seq.append(dec.logits.clone())
         out[fuse] = torch.stack(seq)
+        assert int(dec.tok) == int(seq[-1].argmax()) and int(dec.pos) == 3      # argmax_next's step, or torch's
     assert [len(L["qkv"]) for L in dec.layers] == [1, 2] and pairable(*[p for _, p in dec.layers[1]["qkv"]])
     assert dec.fuse_o and all(_swiglu_fusable(L["gu"][0][1], cfg.n_ff) for L in dec.layers)
     assert torch.equal(out[False], out[True])
@@ -480,3 +538,15 @@ def test_backend_and_graph_decoder_match_model(mix):
     dec2.step()
     assert rel(dec2.logits, ref) < 2e-2
     assert torch.equal(cache2.k[:, 0, :10], cache.k[:, 0, :10]) or rel(cache2.k[:, 0, :10].float(), cache.k[:, 0, :10].float()) < 1e-3
+
+
+def test_bad_pdl_mode_warns_in_one_line():
+    """GGRUN_PDL with a value other than off/start/end: one warning line naming them, then "end"."""
+    import subprocess
+    import sys
+
+    code = "from ggrun.kernels._common import pdl_mode; print(pdl_mode())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "GGRUN_PDL": "on"})
+    assert r.returncode == 0 and r.stdout.strip() == "end"
+    assert r.stderr.strip() == "ggrun: warning: GGRUN_PDL='on' is not one of off, start, end: using end"

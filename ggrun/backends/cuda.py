@@ -24,6 +24,7 @@ from ..errors import UnsupportedModelError
 from ..kernels import layout
 from ..kernels.attention import decode_attention, decode_attention_kv
 from ..kernels.dequant import dequantize
+from ..kernels.greedy import argmax_next
 from ..kernels.matvec import MAX_M, matvec_q, matvec_q_pair, pairable
 from ..kernels.prefill_ops import rms_norm_f16, swiglu_f16
 from ..kernels.quantize_x import QX, empty_qx, quantize_x
@@ -299,8 +300,9 @@ def _groups(ps: list) -> list[tuple[int, int]]:
 
 
 # GraphDecoder's fused launches: the attention kernel quantizes its output for wo; a layer's Q6_K
-# attn_v runs in its q+k launch; the gate/up launch quantizes silu(gate)·up for the down matrix
-FUSIONS = ("attention_q8", "qkv_pair", "swiglu_q8")
+# attn_v runs in its q+k launch; the gate/up launch quantizes silu(gate)·up for the down matrix;
+# the greedy step's argmax, token write and position advance are one launch
+FUSIONS = ("attention_q8", "qkv_pair", "swiglu_q8", "argmax_next")
 
 
 class GraphDecoder:
@@ -309,7 +311,8 @@ class GraphDecoder:
     The step's launches per layer: RMSNorm+quantize, q/k/v (stacked; a Q6_K attn_v in the same
     launch, ``matvec_q_pair``), RoPE+KV write+attention (quantizing its output for wo), wo (adding
     into the residual), RMSNorm+quantize, gate/up (quantizing silu(gate)·up for down), down: 7,
-    where an unfused step takes 9-10 (``fuse``, ``FUSIONS``).
+    where an unfused step takes 9-10 (``fuse``, ``FUSIONS``); then the output norm, the logits and,
+    greedy, one launch for the next token and position (``argmax_next``).
 
     weights: ``LlamaWeights`` (QuantWeight matrices, f32 norm vectors). The KV cache is this
     object's own ([n_layer, n_kv_head, n_ctx, head_dim] f16), or slot ``slot`` of a model.py
@@ -317,7 +320,7 @@ class GraphDecoder:
     """
 
     def __init__(self, cfg, weights, n_ctx: int, device: str | torch.device = "cuda", cache=None, slot: int = 0,
-                 attn_split: int | None = None, fuse=True, host_inputs: bool = False):
+                 attn_split: int | None = None, fuse=True, host_inputs: bool = False, attn_bt: int | None = None):
         from ..model import rope_tables
 
         dev = self.device = cuda_device(device)
@@ -341,8 +344,9 @@ class GraphDecoder:
         # quantized caches: decode_attention_kv
         kv_f16 = self.k_layers[0].dtype == self.v_layers[0].dtype == torch.float16
         rot = (cache.n_rot_k, cache.n_rot_v) if cache is not None else (0, 0)
-        # attn_split: cache positions per attention split (None: the kernel's plan)
-        self.attend = partial(decode_attention, split_t=attn_split) if kv_f16 else \
+        # attn_split: cache positions per attention split (None: the kernel's plan); attn_bt: per
+        # step of the split's loop (None: the kernel's default)
+        self.attend = partial(decode_attention, split_t=attn_split, block_t=attn_bt) if kv_f16 else \
             partial(decode_attention_kv, rot=rot, split_t=attn_split)
         self.tok = torch.zeros(1, dtype=torch.int64, device=dev)
         self.pos = torch.zeros(1, dtype=torch.int32, device=dev)
@@ -415,7 +419,11 @@ class GraphDecoder:
             matvec_q(L["down"], self.qx_f, out=self.x, acc=True)
         quantize_x(self.x, norm_w=self.out_norm, eps=eps, out=self.qx_d)
         matvec_q(self.output, self.qx_d, out=self.logits)
-        if not self.host_inputs:
+        if self.host_inputs:
+            return
+        if "argmax_next" in self.fuse:
+            argmax_next(self.logits[0], self.tok, self.pos)
+        else:
             self.tok.copy_(self.logits.argmax(-1))
             self.pos.add_(1)
 

@@ -31,7 +31,22 @@ def use_asm() -> bool:
 # and 6.7B shapes, eager and graphed, and with the launch attribute on any one call site of the
 # step or all but one: benchmarks/gpu_fusion_ab.py, session 5).
 PDL_MODES = {"off": 0, "start": 1, "end": 2}
-_PDL = {"mode": PDL_MODES.get(os.environ.get("GGRUN_PDL", "end"), 2), "ok": None}
+
+
+def _pdl_from_env() -> int:
+    name = os.environ.get("GGRUN_PDL", "end")
+    if name not in PDL_MODES:
+        import sys
+
+        print(f"ggrun: warning: GGRUN_PDL={name!r} is not one of off, start, end: using end", file=sys.stderr)
+        name = "end"
+    return PDL_MODES[name]
+
+
+# early: kernels that can load what no kernel of the step writes (norm weights; the position, its
+# cos/sin and the cached k/v of earlier steps) do so before their PDL wait, except under "start",
+# where a kernel may launch before the previous step's last kernel is done (``early_kw``)
+_PDL = {"mode": _pdl_from_env(), "ok": None, "early": True}
 
 
 def pdl_mode() -> str:
@@ -64,6 +79,18 @@ def pdl_kw() -> dict:
     """The launch keywords of a decode kernel: its GDC mode (0 off, 1 start, 2 end) and, with
     PDL, ``launch_pdl``."""
     return {"GDC": _PDL["mode"], "launch_pdl": True} if use_pdl() else {"GDC": 0}
+
+
+def set_early(on: bool) -> None:
+    """Loads before the PDL wait on (the default) or off (A/B runs): see ``early_kw``."""
+    _PDL["early"] = bool(on)
+
+
+def early_kw() -> dict:
+    """EARLY for the kernels that load step-invariant data before their PDL wait: their launch
+    comes after the previous kernel's programs have passed their own waits (mode "end"; without PDL
+    the stream orders everything), so every kernel before that one is done. Not under "start"."""
+    return {"EARLY": _PDL["early"] and _PDL["mode"] != 1}
 
 
 @triton.jit
@@ -244,6 +271,20 @@ def store_y(acc, y_ptr, part_ptr, cnt_ptr, N, rows, rmask, M: tl.constexpr, MP: 
         if ACC:
             acc += tl.load(yp, mask=ymask, other=0.0)
         tl.store(yp, acc, mask=ymask)
+
+
+_N_SM: dict[tuple[str, int | None], int] = {}
+
+
+def n_sm(device) -> int:
+    """The device's multiprocessor count (132, an H200's, for CPU tensors under the interpreter)."""
+    import torch
+
+    device = torch.device(device)
+    key = (device.type, device.index)
+    if key not in _N_SM:
+        _N_SM[key] = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
+    return _N_SM[key]
 
 
 _COUNTERS: dict[tuple[str, int | None], object] = {}

@@ -13,6 +13,12 @@ splits beyond), not by ``pos``: splits that start at or beyond ``pos`` return at
 only split 0 is busy it writes the output itself (no partials, no atomic). The counters are
 shared per device: two of these kernels must not run concurrently on different streams.
 
+With programmatic dependent launch (PDL "end"), the f16 kernel's programs start while the q/k/v
+matvec drains: they load the position, its cos/sin and their split's first tile of cached k/v
+(all written by earlier steps) before they wait for q, k and v (``early_kw``); with a tile of
+128 positions (``_block_t``) the first 128 positions of a sequence need no load after the wait
+but q, k and v.
+
 Cache layout: k, v [n_kv_head, n_ctx, head_dim] f16 for one layer (a layer's slice of
 [n_layer, n_kv_head, n_ctx, head_dim]).
 
@@ -32,7 +38,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import counters, gdc_sync, last_to_arrive, pdl_kw
+from ._common import counters, early_kw, gdc_sync, last_to_arrive, n_sm, pdl_kw
 from .quantize_x import QX, q8_blocks, store_q8
 
 SPLIT_MIN = 256     # cache positions per split, at least (n_ctx <= SPLIT_MIN: one split)
@@ -46,6 +52,16 @@ def _plan(n_ctx: int, bt: int, split_t: int | None = None) -> tuple[int, int]:
         split_t = max(SPLIT_MIN, triton.next_power_of_2(triton.cdiv(n_ctx, SPLIT_MAX)))
     ch = triton.cdiv(max(split_t, bt), bt) * bt
     return ch, triton.cdiv(n_ctx, ch)
+
+
+def _block_t(H: int, n_ctx: int, split_t: int | None, device: torch.device) -> int:
+    """The f16 kernel's default tile: 128 positions (8 warps, 2 programs per SM by registers) when
+    every program of the grid fits on the GPU at once, else 64 (4 warps, 4 per SM). H200 (session 6,
+    gpu_early_ab.py): 128 gains 0.6% (33B shape) and 2.5% (6.7B) per token over the first 128
+    positions of a 256-position cache (one split, 56 and 32 programs); in a 4096-position cache (16
+    splits) at position 2000 it loses 4% on the 33B shape (896 programs), gains 10% on the 6.7B (512)."""
+    _, ns = _plan(n_ctx, 128, split_t)
+    return 128 if H * ns <= 2 * n_sm(device) else 64
 
 
 def _workspace(H: int, ns: int, hd: int, device: torch.device):
@@ -134,31 +150,43 @@ def _store_o(o, o_ptr, hq, d, xq_ptr, xd_ptr, xs_ptr, xg_ptr, HD: tl.constexpr, 
 def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, vc_ptr, o_ptr, pacc_ptr, pml_ptr,
                         cnt_ptr, xq_ptr, xd_ptr, xs_ptr, xg_ptr, scale, stride_kch, stride_kct, stride_cos,
                         G: tl.constexpr, HALF: tl.constexpr, NEOX: tl.constexpr, BT: tl.constexpr, CH: tl.constexpr,
-                        NS: tl.constexpr, NSB: tl.constexpr, QO: tl.constexpr, QG: tl.constexpr, GDC: tl.constexpr):
-    gdc_sync(GDC)
+                        NS: tl.constexpr, NSB: tl.constexpr, QO: tl.constexpr, QG: tl.constexpr, GDC: tl.constexpr,
+                        EARLY: tl.constexpr):
+    # EARLY (with PDL "end", or without PDL): what no kernel of this step writes (the position, its
+    # cos/sin, the split's first tile of cached k/v, all written by earlier steps) loads before the
+    # PDL wait, while the q/k/v matvec drains; then the wait, then q, k, v. (Under PDL "start" a
+    # kernel may launch before the previous step's last kernel has advanced the position: wait first.)
+    if not EARLY:
+        gdc_sync(GDC)
     hq = tl.program_id(0)                     # query head
     sp = tl.program_id(1)                     # split: cache positions [sp·CH, sp·CH + CH)
     h = hq // G                               # its KV head
     HD: tl.constexpr = 2 * HALF
     d, partner, sgn, j = _rope_pairs(HALF, NEOX)
-    # the step's q, k, v load before the position does (nothing of theirs waits for it): one memory
-    # round trip for all of them, then one for the position's cos/sin
+    pos = tl.load(pos_ptr)
+    n_act = tl.maximum((pos + (CH - 1)) // CH, 1)     # splits with work: those below pos, and split 0
+    c = tl.load(cos_ptr + pos * stride_cos + j)
+    s = tl.load(sin_ptr + pos * stride_cos + j)
+    kc = kc_ptr + h * stride_kch
+    vc = vc_ptr + h * stride_kch
+    lo = sp * CH
+    hi = tl.minimum(lo + CH, pos)             # positions before pos come from the cache
+    t1 = lo + tl.arange(0, BT)                # the first tile (the loop below takes the rest)
+    tm1 = t1 < hi
+    kt1 = tl.load(kc + t1[:, None] * stride_kct + d[None, :], mask=tm1[:, None], other=0.0)
+    vt1 = tl.load(vc + t1[:, None] * stride_kct + d[None, :], mask=tm1[:, None], other=0.0)
+    if EARLY:
+        gdc_sync(GDC)
     qa = tl.load(q_ptr + hq * HD + d)
     qb = tl.load(q_ptr + hq * HD + partner)
     ka = tl.load(k_ptr + h * HD + d)
     kb = tl.load(k_ptr + h * HD + partner)
     vr = tl.load(v_ptr + h * HD + d)
-    pos = tl.load(pos_ptr)
-    n_act = tl.maximum((pos + (CH - 1)) // CH, 1)     # splits with work: those below pos, and split 0
-    c = tl.load(cos_ptr + pos * stride_cos + j)
-    s = tl.load(sin_ptr + pos * stride_cos + j)
     q = qa * c + sgn * qb * s
     q = q.to(tl.float16).to(tl.float32)       # llama.cpp rounds Q to f16 for K·Q
-    kc = kc_ptr + h * stride_kch
-    vc = vc_ptr + h * stride_kch
     # split 0: the new token, its k/v from registers (no cross-program wait); its first query
     # head of the group writes them to the cache. The other splits start empty. (No branches
-    # here, nor a return of the splits without work, whose loop below is empty: the loads above
+    # here, nor a return of the splits without work, whose tiles are all masked: the loads above
     # all go out at once.)
     first = sp == 0
     kn = (ka * c + sgn * kb * s).to(tl.float16)
@@ -169,27 +197,35 @@ def _decode_attn_kernel(q_ptr, k_ptr, v_ptr, cos_ptr, sin_ptr, pos_ptr, kc_ptr, 
     m_i = tl.where(first, tl.sum(kn.to(tl.float32) * q, 0) * scale, float("-inf"))
     l_i = tl.where(first, 1.0, 0.0)
     acc = tl.where(first, vn.to(tl.float32), 0.0)
-    lo = sp * CH
-    hi = tl.minimum(lo + CH, pos)             # positions before pos come from the cache
-    for t0 in range(lo, hi, BT):
+    m_i, l_i, acc = _attend_tile(kt1.to(tl.float32), vt1.to(tl.float32), tm1, q, scale, m_i, l_i, acc)
+    for t0 in range(lo + BT, hi, BT):
         t = t0 + tl.arange(0, BT)
         tm = t < hi
         kt = tl.load(kc + t[:, None] * stride_kct + d[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
         # V's tile loads beside K's (its addresses don't wait for the scores): one memory round trip a tile
         vt = tl.load(vc + t[:, None] * stride_kct + d[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
-        sc = tl.where(tm, tl.sum(kt * q[None, :], 1) * scale, float("-inf"))       # [BT]
-        m_new = tl.maximum(m_i, tl.max(sc, 0))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(sc - m_new)
-        l_i = l_i * alpha + tl.sum(p, 0)
-        acc = acc * alpha + tl.sum(p[:, None] * vt, 0)
-        m_i = m_new
+        m_i, l_i, acc = _attend_tile(kt, vt, tm, q, scale, m_i, l_i, acc)
     if NS == 1:
         _store_o(acc / l_i, o_ptr, hq, d, xq_ptr, xd_ptr, xs_ptr, xg_ptr, HD, QO, QG)
     elif sp < n_act:
         o, mine = _merge(acc, m_i, l_i, hq, sp, n_act, pacc_ptr, pml_ptr, cnt_ptr, HD, NS, NSB)
         if mine:
             _store_o(o, o_ptr, hq, d, xq_ptr, xd_ptr, xs_ptr, xg_ptr, HD, QO, QG)
+
+
+@triton.jit
+def _attend_tile(kt, vt, tm, q, scale, m_i, l_i, acc):
+    """Online softmax over one tile: k, v [BT, HD] f32 (zeros where tm [BT] is false), q [HD] →
+    the running (max, sum of exp, exp-weighted V [HD]). A tile with no position in it (a split
+    without work: m_i is -inf) leaves them as they are."""
+    sc = tl.where(tm, tl.sum(kt * q[None, :], 1) * scale, float("-inf"))       # [BT]
+    m_new = tl.maximum(m_i, tl.max(sc, 0))
+    none = m_new == float("-inf")
+    alpha = tl.where(none, 1.0, tl.exp(m_i - m_new))
+    p = tl.where(none, 0.0, tl.exp(sc - m_new))
+    l_i = l_i * alpha + tl.sum(p, 0)
+    acc = acc * alpha + tl.sum(p[:, None] * vt, 0)
+    return m_new, l_i, acc
 
 
 def _qx_args(qx: QX | None, out: torch.Tensor, K: int, hd: int) -> tuple[tuple, dict]:
@@ -219,14 +255,14 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: tor
     assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous() and pos.numel() == 1
     if out is None:
         out = torch.empty(H * hd, dtype=torch.float32, device=q.device)
-    bt = block_t or 64
+    bt = block_t or _block_t(H, n_ctx, split_t, q.device)
     ch, ns = _plan(n_ctx, bt, split_t)
     cnt, pacc, pml = _workspace(H, ns, hd, q.device)
     xa, qo = _qx_args(qx, out, H * hd, hd)
     _decode_attn_kernel[(H, ns)](q, k, v, cos, sin, pos, k_cache, v_cache, out, pacc, pml, cnt, *xa, float(scale),
                                  k_cache.stride(0), k_cache.stride(1), cos.stride(0), G=G, HALF=hd // 2, NEOX=neox,
-                                 BT=bt, CH=ch, NS=ns, NSB=min(MERGE_TILE, triton.next_power_of_2(ns)), num_warps=4,
-                                 **qo, **pdl_kw())
+                                 BT=bt, CH=ch, NS=ns, NSB=min(MERGE_TILE, triton.next_power_of_2(ns)),
+                                 num_warps=4 if bt <= 64 else 8, **qo, **pdl_kw(), **early_kw())
     return out
 
 

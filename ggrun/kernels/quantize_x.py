@@ -13,9 +13,12 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import gdc_sync, pdl_kw, silu_mul
+from ._common import early_kw, gdc_sync, pdl_kw, silu_mul
 
 MODE_PLAIN, MODE_RMSNORM, MODE_SWIGLU = 0, 1, 2
+# RMSNorm: each program sums the row's squares SSQ values at a time (a power of 2 up to this): a
+# row of up to SSQ_MAX values in one step, one round trip to L2 (latency-bound)
+SSQ_MAX = 8192
 
 
 @triton.jit
@@ -52,8 +55,9 @@ def store_q8(q_row, d_row, s_row, g_row, k0, K, qi, d, s, NB: tl.constexpr, G: t
 @triton.jit
 def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, g_ptr, K, stride_x, stride_x2, stride_q, stride_d,
                     stride_s, stride_g, eps, MODE: tl.constexpr, NBLK: tl.constexpr, SSQ: tl.constexpr,
-                    G: tl.constexpr, GDC: tl.constexpr):
-    gdc_sync(GDC)
+                    G: tl.constexpr, GDC: tl.constexpr, EARLY: tl.constexpr):
+    if not EARLY:
+        gdc_sync(GDC)
     m = tl.program_id(0).to(tl.int64)
     k0 = tl.program_id(1) * (NBLK * 32)
     ib = tl.arange(0, NBLK)[:, None, None]
@@ -62,6 +66,10 @@ def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, g_ptr, K, stride
     offs = ib * 32 + ih * 16 + il                                    # [NBLK, 2, 16]
     xrow = x_ptr + m * stride_x
     mask = k0 + offs < K
+    if MODE == 1:  # the norm's weights: no kernel writes them, so (EARLY) they load before the PDL wait
+        nw = tl.load(nw_ptr + k0 + offs, mask=mask, other=0.0)
+    if EARLY:
+        gdc_sync(GDC)
     v = tl.load(xrow + k0 + offs, mask=mask, other=0.0)
     if MODE == 1:  # every program sums the squares of the whole row (L2 reads, SSQ at a time), then scales its part
         jo = tl.arange(0, SSQ)
@@ -70,7 +78,7 @@ def _quant_x_kernel(x_ptr, x2_ptr, nw_ptr, q_ptr, d_ptr, s_ptr, g_ptr, K, stride
             t = tl.load(xrow + j0 + jo, mask=j0 + jo < K, other=0.0)
             ss += t * t
         rs = 1.0 / tl.sqrt(tl.sum(ss, 0) / K + eps)
-        v = v * rs * tl.load(nw_ptr + k0 + offs, mask=mask, other=0.0)
+        v = v * rs * nw
     if MODE == 2:
         v = silu_mul(v, tl.load(x2_ptr + m * stride_x2 + k0 + offs, mask=mask, other=0.0))
     qi, d, s = q8_blocks(v)
@@ -118,9 +126,9 @@ def quantize_x(x: torch.Tensor, norm_w: torch.Tensor | None = None, eps: float =
         out = empty_qx(M, K, x.device)
     assert out.M == M and out.K == K and out.q.is_contiguous() and out.d.is_contiguous() and out.s.is_contiguous()
     nblk = min(8, triton.next_power_of_2(K // 32))
-    ssq = min(4096, triton.next_power_of_2(K))       # the row's squares in few wide steps (latency-bound)
+    ssq = min(SSQ_MAX, triton.next_power_of_2(K))
     _quant_x_kernel[(M, triton.cdiv(K, nblk * 32))](
         x, x2, nw, out.q, out.d, out.s, out.g, K, x.stride(0), x2.stride(0), out.q.stride(0), out.d.stride(0),
         out.s.stride(0), out.g.stride(0), float(eps), MODE=mode, NBLK=nblk, SSQ=ssq, G=out.g.shape[1] > 0,
-        num_warps=4 if mode == MODE_RMSNORM else 2, **pdl_kw())
+        num_warps=4 if mode == MODE_RMSNORM else 2, **pdl_kw(), **early_kw())
     return out
