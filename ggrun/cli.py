@@ -58,6 +58,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="share of the offloaded layers per GPU, e.g. 3,1 (default: by free memory)")
     p.add_argument("-sm", "--split-mode", dest="split_mode", choices=["none", "layer", "row"], default="layer",
                    help="several GPUs: layer (cut the layers over them) or none (all on --main-gpu)")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="skip the warm-up run after loading a model with GPU layers (kernel compiles, CUDA graphs)")
     add_cache_type_args(p)
 
 
@@ -95,9 +97,9 @@ def _split_shares(s: str) -> list[float]:
 
 
 def gpu_args(args) -> dict:
-    """The load() arguments of -ngl, -mg, -ts, -sm and of -ctk, -ctv (the KV cache types)."""
+    """The load() arguments of -ngl, -mg, -ts, -sm, --no-warmup and of -ctk, -ctv (the KV cache types)."""
     return dict(n_gpu_layers=args.n_gpu_layers, main_gpu=args.main_gpu, tensor_split=args.tensor_split,
-                split_mode=args.split_mode, **cache_args(args))
+                split_mode=args.split_mode, warmup=getattr(args, "warmup", True), **cache_args(args))
 
 
 def cache_args(args) -> dict:

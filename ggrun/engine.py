@@ -108,6 +108,11 @@ class _StopMatcher:
         return out
 
 
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """t on the CPU (a device tensor is copied, which waits for the work that computes it)."""
+    return t if t.device.type == "cpu" else t.cpu()
+
+
 class Engine:
     """A loaded model ready to generate: weights, tokenizer, backend and KV cache."""
 
@@ -131,7 +136,10 @@ class Engine:
 
     def eval(self, tokens: Sequence[int], slot: int = 0, all_logits: bool = False) -> torch.Tensor:
         """Append ``tokens`` to slot ``slot`` and return the logits of the last one
-        ([n_vocab] f32), or of every token ([len(tokens), n_vocab]) with ``all_logits``."""
+        ([n_vocab] f32), or of every token ([len(tokens), n_vocab]) with ``all_logits``.
+        The logits are on the host, as llama.cpp's (its samplers run on the CPU too): the wait
+        for a GPU's forward is part of this call (the timings' eval time), and the sampler's
+        numbers and random draws are the CPU backend's."""
         held = self.cache.tokens[slot]
         if len(held) + len(tokens) > self.n_ctx:
             raise ContextError(
@@ -145,8 +153,8 @@ class Engine:
             outs.append(self.model.forward(t, [SeqChunk(slot, start, len(part))], self.cache, rows))
             held.extend(part)
         if all_logits:
-            return torch.cat(outs)
-        return outs[-1][-1]
+            return _host(torch.cat(outs))
+        return _host(outs[-1][-1])
 
     def eval_batch(self, per_slot: dict[int, Sequence[int]]) -> dict[int, torch.Tensor]:
         """One forward step for several sequences at once: slot → new tokens.
@@ -161,6 +169,7 @@ class Engine:
         logits = self.model.forward(torch.tensor(toks, dtype=torch.long), chunks, self.cache)
         for slot, new in per_slot.items():
             self.cache.tokens[slot].extend(new)
+        logits = _host(logits)
         return {slot: logits[i] for i, slot in enumerate(per_slot)}
 
     def _prefill(self, prompt: Sequence[int], slot: int) -> tuple[torch.Tensor, int]:

@@ -27,7 +27,8 @@ def available_memory() -> int:
 
 def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int = 0, n_threads: int | None = None,
          n_seq: int = 1, n_batch: int = 512, main_gpu: int = 0, tensor_split: list[float] | None = None,
-         split_mode: str = "layer", cache_type_k: str = "f16", cache_type_v: str = "f16") -> Engine:
+         split_mode: str = "layer", cache_type_k: str = "f16", cache_type_v: str = "f16",
+         warmup: bool = True) -> Engine:
     """Open a GGUF model and return an ``Engine`` ready to generate.
 
     model: a .gguf path, a folder, a Hub repo or ``repo:QUANT`` (None: the embedded default,
@@ -41,6 +42,8 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
         (default: by free memory, as llama.cpp); "none" puts them all on ``main_gpu``.
     cache_type_k, cache_type_v: the KV cache types, llama.cpp's -ctk/-ctv: "f16" (default),
         "q8_0" (about half the memory; llama.cpp's numerics) or "f32".
+    warmup: with GPU layers, a warm-up run before returning (``warm_up``; llama.cpp's, which
+        --no-warmup skips), so that the first generation's timings are the steady state's.
     """
     from .hub import open_gguf, resolve_model
 
@@ -106,7 +109,23 @@ def load(model: str | None = None, n_ctx: int = DEFAULT_CTX, n_gpu_layers: int =
                  type_k=cache_type_k, type_v=cache_type_v)
     eng.gguf = f
     eng.load_ms = (time.perf_counter() - t0) * 1e3
+    if warmup and gpus:
+        warm_up(eng)
     return eng
+
+
+def warm_up(eng: Engine) -> None:
+    """llama.cpp's warm-up run: a two-token prompt (bos, eos) and one more step, then slot 0 is
+    emptied. On a GPU this compiles the Triton kernels and captures the prompt's and the step's
+    CUDA graphs (seconds on a large model) before the user's first prompt instead of inside it."""
+    if eng.n_ctx < 3:
+        return
+    tok = eng.tokenizer
+    bos = tok.bos_id if tok.bos_id is not None else 0
+    eos = tok.eos_id if tok.eos_id is not None else bos
+    eng.eval([bos, eos])
+    eng.eval([bos])
+    eng.reset(0)
 
 
 def _gpu_backends(n_gpu_layers: int, main_gpu: int = 0, tensor_split=None, split_mode: str = "layer",

@@ -11,9 +11,9 @@ fast GPU.
 
 ``GraphSteps`` is what ``LlamaModel.forward`` calls for a one-token step of one sequence
 (``LlamaModel.fast_decode``): it keeps a ``GraphDecoder`` per KV slot of the engine's own
-cache, captured once, and replays it. The logits come back as the eager forward's would,
-so the engine's sampler (temperature, penalties, grammar of the caller) is unchanged; the
-one host sync per token is the sampler reading them. Prefill, batches of several
+cache, captured once, and replays it. The logits come back as the eager forward's would (on
+the device); the engine copies them to the host, where its sampler reads them: one host sync
+per token. Prefill, batches of several
 sequences and anything the graph can't run stay on the eager forward.
 """
 
