@@ -121,7 +121,9 @@ def tokenizer_metadata(path: str) -> list[tuple[str, Any, int, int | None]]:
 
 
 def placeholder_tokenizer(n_vocab: int) -> list[tuple[str, Any, int, int | None]]:
-    """A byte-level BPE vocab (256 byte tokens, then <|synth_N|> fillers) when no real one is at hand."""
+    """A byte-level BPE vocab (256 byte tokens, then <|synth_N|> fillers) when no real one is at hand;
+    no merges (an empty list: llama.cpp, as ggrun, refuses a BPE vocab without the key), so text
+    tokenizes byte by byte."""
     from .convert import bytes_to_unicode
 
     b2u = bytes_to_unicode()
@@ -130,7 +132,7 @@ def placeholder_tokenizer(n_vocab: int) -> list[tuple[str, Any, int, int | None]
     types = [1] * 256 + [3, 3] + [4] * (n_vocab - 258)
     return [("tokenizer.ggml.model", "gpt2", 8, None), ("tokenizer.ggml.pre", "default", 8, None),
             ("tokenizer.ggml.tokens", toks[:n_vocab], 9, 8), ("tokenizer.ggml.token_type", types[:n_vocab], 9, 5),
-            ("tokenizer.ggml.bos_token_id", 256, 4, None), ("tokenizer.ggml.eos_token_id", 257, 4, None)]
+            ("tokenizer.ggml.merges", [], 9, 8), ("tokenizer.ggml.bos_token_id", 256, 4, None), ("tokenizer.ggml.eos_token_id", 257, 4, None)]
 
 
 # --------------------------------------------------------------------------------------

@@ -90,6 +90,25 @@ def test_same_seed_same_file(tmp_path):
     assert f.tensors["blk.0.attn_v.weight"].type_name == "Q4_K" and f.tensors["blk.1.attn_v.weight"].type_name == "Q6_K" and f.tensors["output.weight"].type_name == "Q6_K"
 
 
+def test_placeholder_vocab_loads_and_tokenizes(tmp_path):
+    """A shape with no vocab at hand gets the placeholder byte-level vocab: the file loads (its BPE
+    vocab has the merges key, empty), text goes byte by byte, and the model generates."""
+    from ggrun.synth import Shape
+
+    s = Shape("tiny", 256, 1, 4, 2, 512, 300, 512)
+    path = tmp_path / "p.gguf"
+    synth(s, str(path), "Q4_0", seed=1)
+    assert GGUFFile(path).metadata["tokenizer.ggml.merges"] == []
+    from ggrun.engine import SamplingParams
+    from ggrun.loader import load
+
+    eng = load(str(path), n_ctx=64, n_threads=2)
+    ids = eng.tokenizer.encode("héllo", add_bos=False)
+    assert ids == list("héllo".encode()) and eng.tokenizer.decode(ids) == "héllo"
+    events = list(eng.generate(ids, SamplingParams(temperature=0.0), max_tokens=3, ignore_eos=True))
+    assert sum(e.token is not None for e in events) == 3
+
+
 def test_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ggrun", "synth", "--like", "gpt-5", str(tmp_path / "o.gguf")],
                        capture_output=True, text=True)
