@@ -11,7 +11,7 @@
 # Run from the repository root on the device: bash benchmarks/device_session.sh A|B|C|D|E
 set -u
 OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 if ls .whl/*.whl >/dev/null 2>&1; then   # packages the device image lacks (gguf)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
@@ -260,6 +260,84 @@ W)  # session 5, after V: decode attention's prologue without branches (q, k, v,
   run pytest_gpu 100 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py tests/test_kv_cache_types_gpu.py \
       tests/test_triton_kernels.py -k "attention or graph or backend or fused"
   tail -2 "$OUT/pytest_gpu.log"
+  ;;
+X)  # session 6, first call: loads before the PDL wait, the greedy step in one launch, decode attention's 128-position
+   # tile: their CUDA tests, the A/B per change (gpu_early_ab.py), the output matrix's tile; ggrun bench 33B after
+  export TRITON_INTERPRET=0
+  run pytest_gpu 170 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py tests/test_triton_kernels.py \
+      -k "attention or argmax or quantize_x or fused or graph or backend or decode"
+  tail -2 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run early 300 python3 benchmarks/gpu_early_ab.py --out "$OUT"
+  grep -vE "Warn|warn" "$OUT/early.log" | tail -60
+  run bench33 60 python3 -m ggrun bench --synthetic deepseek-coder-33b:Q4_K_M -p 512 -n 128 -ngl 99 -r 3
+  grep -E "^\| |rror" "$OUT/bench33.log" | tail -3
+  ;;
+Y)  # session 6, second call: call X's changes with decode attention's tile by grid size (_block_t): the CUDA tests,
+   # the Q4_K_M benches of both shapes and the 6.7B mixes (gpu.py), and session 5's tree (c9c4d68) beside them
+  export TRITON_INTERPRET=0
+  run pytest_gpu 200 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_decode.py tests/test_kv_cache_types_gpu.py \
+      tests/test_triton_kernels.py -k "attention or argmax or quantize_x or fused or graph or backend or decode"
+  tail -2 "$OUT/pytest_gpu.log"
+  unset TRITON_INTERPRET
+  run bench 240 python3 benchmarks/gpu.py --skip check,check_attention,sweep,sweep_types,prefill,breakdown,decode,offload --out "$OUT"
+  grep -E "^\| |rror" "$OUT/bench.log" | tail -24
+  mkdir -p /tmp/s5 && git archive c9c4d68 | tar -x -C /tmp/s5
+  for m in 33b 6.7b; do
+    (cd /tmp/s5 && run bench_s5_$m 60 env PYTHONPATH=/tmp/site:/tmp/s5 python3 -m ggrun bench --synthetic deepseek-coder-$m:Q4_K_M -p 0 -n 128 -ngl 99 -r 3)
+    grep -E "^\| |rror" "$OUT/bench_s5_$m.log" | tail -1
+    run bench_new_$m 60 python3 -m ggrun bench --synthetic deepseek-coder-$m:Q4_K_M -p 0 -n 128 -ngl 99 -r 3
+    grep -E "^\| |rror" "$OUT/bench_new_$m.log" | tail -1
+  done
+  ;;
+Z)  # session 6, third call: how much of X-Y's gain is the RMSNorm's one-step sum of squares (33B rows of 7168);
+   # the user's path (a GGUF file, ggrun bench -m: the engine's GraphSteps) on the 6.7B shape
+  run ssq 120 python3 benchmarks/gpu_early_ab.py --skip steps,output --shapes deepseek-coder-33b --out "$OUT"
+  grep -vE "Warn|warn" "$OUT/ssq.log" | tail -6
+  run engine 330 python3 benchmarks/gpu_engine.py --like deepseek-coder-6.7b --out "$OUT"
+  grep -E "^\| |GB|tokens|rror|match|t/s" "$OUT/engine.log" | tail -30
+  ;;
+Z2)  # session 6, fourth call: the user's path again, now that synth's placeholder vocab has its merges key (call Z
+    # stopped there): 6.7B, then 33B
+  for m in 6.7b 33b; do
+    run engine_$m 260 python3 benchmarks/gpu_engine.py --like deepseek-coder-$m --work /tmp/ggrun-engine-$m --out "$OUT/$m"
+    grep -E "^\| |GB|tokens|rror|match|t/s" "$OUT/engine_$m.log" | tail -24
+    rm -rf /tmp/ggrun-engine-$m
+  done
+  ;;
+AA)  # session 6, last call: the tree to commit (the engine's logits on the host, synth's placeholder merges):
+    # whether the sampler ever took a GPU's logits (session 5's engine handed them over), the CUDA tests, the user's path
+  python3 - <<'PY' 2>&1 | tail -2
+import torch
+from ggrun.sampling import SamplingParams, make_sampler
+s = make_sampler(SamplingParams(temperature=0.7, top_k=40, top_p=0.95, repeat_penalty=1.1, seed=1))
+try:
+    print("sampler on CUDA logits:", s(torch.randn(32256, device="cuda"), [1, 2, 3]))
+except Exception as e:
+    print("sampler on CUDA logits:", type(e).__name__, str(e)[:160])
+PY
+  export TRITON_INTERPRET=0
+  run pytest_gpu 300 python3 -m pytest -o addopts= -q -x -p no:cacheprovider tests/test_cuda_decode.py \
+      tests/test_kv_cache_types_gpu.py tests/test_triton_kernels.py tests/test_kernel_layouts.py \
+      -k "not test_matvec_configs and not row_alignment"
+  grep -E "passed|failed|^FAILED|^ERROR" "$OUT/pytest_gpu.log" | tail -4
+  unset TRITON_INTERPRET
+  for m in 6.7b 33b; do
+    run engine_$m 200 python3 benchmarks/gpu_engine.py --like deepseek-coder-$m --work /tmp/ggrun-engine-$m --out "$OUT/$m"
+    grep -E "^\| |GB|tokens|rror|match|t/s" "$OUT/engine_$m.log" | tail -24
+    rm -rf /tmp/ggrun-engine-$m
+  done
+  ;;
+AB)  # session 6, after AA: GraphSteps hands the device logits over again (the engine copies them to the host), the
+    # loader's warm-up run: the CUDA tests, then the user's path on the 33B shape
+  export TRITON_INTERPRET=0
+  run pytest_gpu 330 python3 -m pytest -o addopts= -q -x -p no:cacheprovider tests/test_cuda_decode.py \
+      tests/test_kv_cache_types_gpu.py tests/test_triton_kernels.py tests/test_kernel_layouts.py \
+      -k "not test_matvec_configs and not row_alignment"
+  grep -E "passed|failed|^FAILED|^ERROR" "$OUT/pytest_gpu.log" | tail -4
+  unset TRITON_INTERPRET
+  run engine_33b 150 python3 benchmarks/gpu_engine.py --like deepseek-coder-33b --work /tmp/ggrun-engine-33b --out "$OUT/33b"
+  grep -E "^\| |GB|tokens|rror|match|t/s" "$OUT/engine_33b.log" | tail -24
   ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"

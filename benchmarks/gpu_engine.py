@@ -93,15 +93,16 @@ def _greedy(eng, prompt: list[int], n: int) -> tuple[list[int], object]:
 
 @step("engine in process")
 def engine(path: Path) -> None:
-    from ggrun.loader import load
+    from ggrun.loader import load, warm_up
 
     fbytes = path.stat().st_size
     torch.cuda.empty_cache()
     base = torch.cuda.memory_allocated()
-    eng = load(str(path), n_ctx=4096, n_gpu_layers=99)
+    eng = load(str(path), n_ctx=4096, n_gpu_layers=99, warmup=False)   # weights + KV alone, then the warm-up
     torch.cuda.synchronize()
     w_gpu = torch.cuda.memory_allocated() - base
     kv = eng.cache.n_bytes
+    warm_up(eng)                # (as load does by default: the generation below is timed in its steady state)
     log(f"after load: {w_gpu / 1e9:.3f} GB allocated (KV {kv / 1e9:.3f} GB) for a {fbytes / 1e9:.3f} GB file: "
         f"weights ≈ {(w_gpu - kv) / fbytes:.2%} of the file")
     torch.cuda.reset_peak_memory_stats()
