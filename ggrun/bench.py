@@ -9,6 +9,8 @@ import time
 
 import torch
 
+from .sampling import greedy_token
+
 FTYPE_NAMES = {0: "all F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
                11: "Q3_K - Small", 12: "Q3_K - Medium", 13: "Q3_K - Large", 14: "Q4_K - Small",
                15: "Q4_K - Medium", 16: "Q5_K - Small", 17: "Q5_K - Medium", 18: "Q6_K", 32: "BF16"}
@@ -58,7 +60,7 @@ def time_gen(eng, n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
         logits = eng.eval([tok])
-        tok = int(torch.argmax(logits))
+        tok = greedy_token(logits)
     return time.perf_counter() - t0
 
 
@@ -78,7 +80,8 @@ def run_bench(args) -> int:
     eng = load(args.model, n_ctx=n_ctx, n_threads=args.threads, n_batch=args.batch_size, **gpu_args(args))
     d = describe(eng)
     backend = backend_name(eng.model)
-    threads = getattr(eng.model.be, "n_threads", 0)
+    cpu_be = [b for b in (eng.model.be, *(eng.model.layer_backends or [])) if b is not None and b.name == "CPU"]
+    threads = cpu_be[0].n_threads if cpu_be else 0
     results = []
     tests = [("pp", p) for p in pps if p > 0] + [("tg", n) for n in tgs if n > 0]
     for kind, n in tests:
@@ -98,11 +101,13 @@ def run_bench(args) -> int:
         json.dump(results, sys.stdout, indent=2)
         print()
     else:
-        kv = (eng.cache.type_k, eng.cache.type_v) != ("f16", "f16")      # llama-bench shows them when set
-        print("| model | size | params | backend | threads |" + (" type_k | type_v |" if kv else "") + " test | t/s |")
-        print("| --- | ---: | ---: | --- | ---: |" + (" ---: | ---: |" if kv else "") + " ---: | ---: |")
+        # llama-bench's columns: ngl for a GPU backend, threads where the CPU runs layers, the KV types when set
+        cols = (["ngl"] if backend != "CPU" else []) + (["threads"] if cpu_be else [])
+        cols += ["type_k", "type_v"] if (eng.cache.type_k, eng.cache.type_v) != ("f16", "f16") else []
+        key = {"ngl": "n_gpu_layers", "threads": "n_threads", "type_k": "type_k", "type_v": "type_v"}
+        print("| model | size | params | backend | " + "".join(f"{c} | " for c in cols) + "test | t/s |")
+        print("| --- | ---: | ---: | --- | " + "---: | " * len(cols) + "---: | ---: |")
         for r in results:
-            print(f"| {r['model']} | {d['size_str']} | {d['params_str']} | {r['backend']} | {r['n_threads']} "
-                  + (f"| {r['type_k']} | {r['type_v']} " if kv else "")
-                  + f"| {r['test']} | {r['avg_ts']:.2f} ± {r['stdev_ts']:.2f} |")
+            print(f"| {r['model']} | {d['size_str']} | {d['params_str']} | {r['backend']} | "
+                  + "".join(f"{r[key[c]]} | " for c in cols) + f"{r['test']} | {r['avg_ts']:.2f} ± {r['stdev_ts']:.2f} |")
     return 0

@@ -53,6 +53,12 @@ def test_bench_json(smollm2_path):
     rows = json.loads(r.stdout)
     assert [x["test"] for x in rows] == ["pp8", "tg4"]
     assert all(x["avg_ts"] > 0 and "stdev_ts" in x for x in rows)
+    # the Markdown table has llama-bench's columns: threads for the CPU backend (ngl for a GPU's)
+    r = ggrun("bench", "-m", smollm2_path, "-p", "8", "-n", "0", "-r", "1", "-t", "2")
+    assert r.returncode == 0, r.stderr
+    head, _, row = r.stdout.strip().splitlines()
+    assert head == "| model | size | params | backend | threads | test | t/s |"
+    assert "| CPU | 2 | pp8 |" in row
 
 
 def test_stop_at_reverse_prompt(smollm2_path):
