@@ -339,5 +339,19 @@ AB)  # session 6, after AA: GraphSteps hands the device logits over again (the e
   run engine_33b 150 python3 benchmarks/gpu_engine.py --like deepseek-coder-33b --work /tmp/ggrun-engine-33b --out "$OUT/33b"
   grep -E "^\| |GB|tokens|rror|match|t/s" "$OUT/engine_33b.log" | tail -24
   ;;
+AC)  # session 6, after AB: the host's share of a token on the file path (pinned logits copy, numpy argmax, numpy
+    # views of the pinned inputs) against the committed tree (4df9030), ggrun bench -m FILE -p 0 -n 128, A B A B
+  mkdir -p /tmp/head && git archive HEAD | tar -x -C /tmp/head
+  for m in 6.7b 33b; do
+    python3 -m ggrun synth --like deepseek-coder-$m --type Q4_K_M /tmp/ds-$m.gguf 2>&1 | tail -1
+    for r in 1 2; do
+      (cd /tmp/head && run file_head_${m}_$r 90 env PYTHONPATH=/tmp/site:/tmp/head python3 -m ggrun bench -m /tmp/ds-$m.gguf -ngl 99 -p 0 -n 128 -r 3)
+      grep -E "^\| |rror" "$OUT/file_head_${m}_$r.log" | tail -1
+      run file_new_${m}_$r 90 python3 -m ggrun bench -m /tmp/ds-$m.gguf -ngl 99 -p 0 -n 128 -r 3
+      grep -E "^\| |rror" "$OUT/file_new_${m}_$r.log" | tail -1
+    done
+    rm -f /tmp/ds-$m.gguf
+  done
+  ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"
