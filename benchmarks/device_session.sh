@@ -353,5 +353,15 @@ AC)  # session 6, after AB: the host's share of a token on the file path (pinned
     rm -f /tmp/ds-$m.gguf
   done
   ;;
+AD)  # session 6, the final tree: the per-thread pinned logits (only a GPU runs that code), the CUDA engine tests, the
+    # bench table's ngl column on a file
+  export TRITON_INTERPRET=0
+  run pytest_gpu 120 python3 -m pytest -o addopts= -q -x -p no:cacheprovider tests/test_cuda_decode.py
+  grep -E "passed|failed|^FAILED|^ERROR" "$OUT/pytest_gpu.log" | tail -3
+  unset TRITON_INTERPRET
+  python3 -m ggrun synth --like deepseek-coder-6.7b --type Q4_K_M /tmp/ds.gguf 2>&1 | tail -1
+  run file_bench 90 python3 -m ggrun bench -m /tmp/ds.gguf -ngl 99 -p 512 -n 128 -r 3
+  grep -E "^\| |rror" "$OUT/file_bench.log" | tail -4
+  ;;
 esac
 echo "total $(( $(date +%s) - t0 ))s"
