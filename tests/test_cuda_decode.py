@@ -92,57 +92,56 @@ def test_graph_steps_match_eager_decode(tiny):
         assert rel(fast.v[:, s, :n].float(), eager.v[:, s, :n].float()) < 1e-2
 
 
-def test_engine_samples_from_host_logits(tiny, tiny_file):
-    """The engine on the CUDA backend, one-token steps through GraphSteps: the logits come back on
-    the host (where llama.cpp samples too), and a sampled generation with llama.cpp main's flags
-    (--temp 0.7 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.1) runs and repeats by seed."""
+@pytest.fixture
+def graph_engine(tiny, tiny_file):
+    """→ make(n_ctx): an Engine over the tiny model whose one-token steps go through GraphSteps
+    (the loader's fast_decode), as a GPU load sets it up; the model is restored after the test."""
     from ggrun.backends.cuda_decode import GraphSteps
     from ggrun.engine import Engine
     from ggrun.gguf_file import GGUFFile
-    from ggrun.sampling import SamplingParams
-    from ggrun.tokenizer import Tokenizer
-
-    cfg, w, lm = tiny
-    lm.fast_decode = GraphSteps(cfg, w, DEV)
-    try:
-        eng = Engine(lm, Tokenizer.from_gguf(GGUFFile(str(tiny_file))), n_ctx=32)
-        assert eng.eval([3, 17, 5]).device.type == "cpu" and eng.eval([9]).device.type == "cpu"
-        eng.reset()
-        p = SamplingParams(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, seed=11)
-        runs = []
-        for _ in range(2):
-            evs = list(eng.generate([3, 17, 5, 9], p, max_tokens=6, ignore_eos=True))
-            runs.append([e.token for e in evs if e.token is not None])
-            assert evs[-1].finish_reason == "length" and evs[-1].timings.gen_n == 5
-        assert len(runs[0]) == 6 and runs[0] == runs[1]
-    finally:
-        lm.fast_decode = None
-
-
-def test_warm_up_leaves_no_trace(tiny, tiny_file):
-    """llama.cpp's warm-up run (loader.warm_up: a two-token prompt and a step, GraphSteps' capture on
-    the GPU) empties slot 0 again: the greedy tokens after it are those of an engine without one."""
-    from ggrun.backends.cuda_decode import GraphSteps
-    from ggrun.engine import Engine
-    from ggrun.gguf_file import GGUFFile
-    from ggrun.loader import warm_up
-    from ggrun.sampling import SamplingParams
     from ggrun.tokenizer import Tokenizer
 
     cfg, w, lm = tiny
     tok = Tokenizer.from_gguf(GGUFFile(str(tiny_file)))
-    runs = []
     lm.fast_decode = GraphSteps(cfg, w, DEV)
     try:
-        for warm in (False, True):
-            eng = Engine(lm, tok, n_ctx=32)
-            if warm:
-                warm_up(eng)
-                assert eng.cache.tokens[0] == []
-            evs = eng.generate([5, 9, 2], SamplingParams(temperature=0.0), max_tokens=8, ignore_eos=True)
-            runs.append([e.token for e in evs if e.token is not None])
+        yield lambda n_ctx: Engine(lm, tok, n_ctx=n_ctx)
     finally:
         lm.fast_decode = None
+
+
+def test_engine_samples_from_host_logits(graph_engine):
+    """The engine on the CUDA backend, one-token steps through GraphSteps: the logits come back on
+    the host (where llama.cpp samples too), and a sampled generation with llama.cpp main's flags
+    (--temp 0.7 --top-k 40 --top-p 0.95 --min-p 0.05 --repeat-penalty 1.1) runs and repeats by seed."""
+    from ggrun.sampling import SamplingParams
+
+    eng = graph_engine(32)
+    assert eng.eval([3, 17, 5]).device.type == "cpu" and eng.eval([9]).device.type == "cpu"
+    eng.reset()
+    p = SamplingParams(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, seed=11)
+    runs = []
+    for _ in range(2):
+        evs = list(eng.generate([3, 17, 5, 9], p, max_tokens=6, ignore_eos=True))
+        runs.append([e.token for e in evs if e.token is not None])
+        assert evs[-1].finish_reason == "length" and evs[-1].timings.gen_n == 5
+    assert len(runs[0]) == 6 and runs[0] == runs[1]
+
+
+def test_warm_up_leaves_no_trace(graph_engine):
+    """llama.cpp's warm-up run (loader.warm_up: a two-token prompt and a step, GraphSteps' capture on
+    the GPU) empties slot 0 again: the greedy tokens after it are those of an engine without one."""
+    from ggrun.loader import warm_up
+    from ggrun.sampling import SamplingParams
+
+    runs = []
+    for warm in (False, True):
+        eng = graph_engine(32)
+        if warm:
+            warm_up(eng)
+            assert eng.cache.tokens[0] == []
+        evs = eng.generate([5, 9, 2], SamplingParams(temperature=0.0), max_tokens=8, ignore_eos=True)
+        runs.append([e.token for e in evs if e.token is not None])
     assert len(runs[0]) == 8 and runs[0] == runs[1]
 
 
