@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import torch  # noqa: E402
 
+import gpu_fusion_ab  # noqa: E402
 from gpu_fusion_ab import _greedy, _model  # noqa: E402
 from gpu_pdl_ab import tps  # noqa: E402
 
@@ -43,15 +44,11 @@ SHIPPED = {"shipped": (S5_FUSE | {"argmax_next"}, True, None)}   # every fusion,
 
 
 def _decoder(cfg, w, variant, n_ctx=256):
-    from ggrun.backends.cuda import GraphDecoder
     from ggrun.kernels._common import set_early
 
     fuse, early, bt = {**VARIANTS, **SHIPPED}[variant]
     set_early(early)
-    dec = GraphDecoder(cfg, w, n_ctx=n_ctx, device="cuda", fuse=fuse, attn_bt=bt)
-    dec.reset(1, n_ctx - 1)
-    dec.capture()
-    return dec
+    return gpu_fusion_ab._decoder(cfg, w, fuse=fuse, n_ctx=n_ctx, attn_bt=bt)
 
 
 def steps(shape):

@@ -44,10 +44,11 @@ def _model(shape):
     return cfg, w
 
 
-def _decoder(cfg, w, fuse=True, graph=True, n_ctx=4096):
+def _decoder(cfg, w, fuse=True, graph=True, n_ctx=4096, **kw):
+    """A GraphDecoder (``kw``: its other arguments), captured unless ``graph`` is False."""
     from ggrun.backends.cuda import GraphDecoder
 
-    dec = GraphDecoder(cfg, w, n_ctx=n_ctx, device="cuda", fuse=fuse)
+    dec = GraphDecoder(cfg, w, n_ctx=n_ctx, device="cuda", fuse=fuse, **kw)
     if graph:
         dec.reset(1, n_ctx - 1)
         dec.capture()
