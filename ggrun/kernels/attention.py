@@ -9,8 +9,9 @@ leaves its partial (max, sum of exp, exp-weighted V) in f32; the last split of a
 (an atomic counter per head, which it resets to 0) merges them and writes the output, so a
 token is still one launch per layer. The grid is fixed by the cache capacity n_ctx (``_plan``:
 one split up to SPLIT_MIN positions, splits of SPLIT_MIN positions up to SPLIT_MAX splits, longer
-splits beyond), not by ``pos``: splits that start at or beyond ``pos`` return at once, and while
-only split 0 is busy it writes the output itself (no partials, no atomic). The counters are
+splits beyond), not by ``pos``: splits that start at or beyond ``pos`` have no work (the f16
+kernel's run with every tile masked and store nothing; the any-type kernel's return at once), and
+while only split 0 is busy it writes the output itself (no partials, no atomic). The counters are
 shared per device: two of these kernels must not run concurrently on different streams.
 
 With programmatic dependent launch (PDL "end"), the f16 kernel's programs start while the q/k/v
